@@ -1,0 +1,3 @@
+"""Driver messages over the WebSocket: presence and positions."""
+
+HANDLERS: dict = {}

@@ -1,0 +1,35 @@
+"""Test settings: the real stack, on its own Redis database and a fast clock.
+
+The Redis database number moves so a running development server's data is
+never touched by the suite.
+"""
+
+import os
+import secrets
+
+os.environ.setdefault("SECRET_KEY", secrets.token_urlsafe(50))
+
+from taxi.settings import *  # noqa: E402,F403
+from taxi.settings import REDIS_URL, redis_dependent_settings, redis_url_with_db  # noqa: E402
+
+TEST_REDIS_DB = int(os.environ.get("TEST_REDIS_DB", "9"))
+globals().update(redis_dependent_settings(redis_url_with_db(REDIS_URL, TEST_REDIS_DB)))
+
+ALLOWED_HOSTS = ["testserver", "localhost", "127.0.0.1"]
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+SECURE_SSL_REDIRECT = False
+SESSION_COOKIE_SECURE = False
+CSRF_COOKIE_SECURE = False
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+}
+MEDIA_ROOT = VAR_DIR / "test-media"  # noqa: F405
+
+# A file, not SQLite's shared in-memory database: threads in the race tests
+# then get SQLite's real locking (WAL, busy timeout) as the processes do.
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":  # noqa: F405
+    DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test.sqlite3")}  # noqa: F405
+
+STATIC_ROOT = VAR_DIR / "test-static"  # noqa: F405
+STATIC_ROOT.mkdir(parents=True, exist_ok=True)

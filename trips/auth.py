@@ -1,0 +1,109 @@
+"""Accounts: sign-up, tokens and their claims."""
+
+from django.conf import settings
+from django.contrib.auth import password_validation
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db import IntegrityError, transaction
+from rest_framework import serializers
+from rest_framework_simplejwt.tokens import RefreshToken
+
+from trips.models import User
+
+# The claims PROTOCOL.md puts in every access token, besides the user id.
+TOKEN_CLAIMS = ("username", "first_name", "last_name", "group")
+
+
+def tokens_for(user: User) -> dict[str, str]:
+    """A fresh refresh/access pair; claims set on the refresh token carry over
+    to every access token derived from it, including refreshed ones."""
+    refresh = RefreshToken.for_user(user)
+    for claim in TOKEN_CLAIMS:
+        refresh[claim] = getattr(user, claim)
+    return {"access": str(refresh.access_token), "refresh": str(refresh)}
+
+
+class UserSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = User
+        fields = ("id", "username", "first_name", "last_name", "group", "photo")
+        read_only_fields = fields
+
+
+class SignUpSerializer(serializers.Serializer):
+    username = serializers.CharField(max_length=150)
+    password1 = serializers.CharField(write_only=True, max_length=128, trim_whitespace=False)
+    password2 = serializers.CharField(write_only=True, max_length=128, trim_whitespace=False)
+    first_name = serializers.CharField(max_length=150)
+    last_name = serializers.CharField(max_length=150)
+    group = serializers.ChoiceField(choices=User.Group.choices, default=User.Group.RIDER)
+    photo = serializers.ImageField(required=False, allow_null=True)
+
+    def validate_username(self, value: str) -> str:
+        username_field = User._meta.get_field("username")
+        for validator in username_field.validators:
+            try:
+                validator(value)
+            except DjangoValidationError as exc:
+                raise serializers.ValidationError(list(exc.messages)) from None
+        if User.objects.filter(username__iexact=value).exists():
+            raise serializers.ValidationError("A user with that username already exists.")
+        return value
+
+    def validate_photo(self, value: object) -> object:
+        if value is not None and value.size > settings.PHOTO_MAX_BYTES:
+            limit_mib = settings.PHOTO_MAX_BYTES / (1024 * 1024)
+            raise serializers.ValidationError(f"The photo must be at most {limit_mib:g} MiB.")
+        return value
+
+    def validate(self, attrs: dict) -> dict:
+        if attrs["password1"] != attrs["password2"]:
+            raise serializers.ValidationError({"password2": ["The two passwords differ."]})
+        candidate = User(
+            username=attrs["username"],
+            first_name=attrs["first_name"],
+            last_name=attrs["last_name"],
+        )
+        try:
+            password_validation.validate_password(attrs["password1"], user=candidate)
+        except DjangoValidationError as exc:
+            raise serializers.ValidationError({"password1": list(exc.messages)}) from None
+        return attrs
+
+    def create(self, validated_data: dict) -> User:
+        try:
+            with transaction.atomic():
+                return User.objects.create_user(
+                    username=validated_data["username"],
+                    password=validated_data["password1"],
+                    first_name=validated_data["first_name"],
+                    last_name=validated_data["last_name"],
+                    group=validated_data["group"],
+                    photo=validated_data.get("photo"),
+                )
+        except IntegrityError:
+            # Two sign-ups raced for one name; the loser hears what the check says.
+            raise serializers.ValidationError(
+                {"username": ["A user with that username already exists."]}
+            ) from None
+
+
+class LogInSerializer(serializers.Serializer):
+    username = serializers.CharField(max_length=150)
+    password = serializers.CharField(max_length=128, trim_whitespace=False, write_only=True)
+
+
+class LogOutSerializer(serializers.Serializer):
+    refresh = serializers.CharField(required=False, max_length=4096)
+
+
+class RefreshSerializer(serializers.Serializer):
+    refresh = serializers.CharField(max_length=4096)
+
+
+class TokenPairSerializer(UserSerializer):
+    access = serializers.CharField()
+    refresh = serializers.CharField()
+
+    class Meta(UserSerializer.Meta):
+        fields = (*UserSerializer.Meta.fields, "access", "refresh")
+        read_only_fields = fields

@@ -1,0 +1,51 @@
+"""The one error family. Every domain error carries a stable `code`.
+
+REST answers `{"detail", "code"}` with the status below; the WebSocket consumer
+sends an `error` frame with the same code.
+"""
+
+
+class DomainError(Exception):
+    code = "invalid"
+    http_status = 400
+    default_detail = "The request is invalid."
+
+    def __init__(self, detail: str | None = None) -> None:
+        self.detail = detail or self.default_detail
+        super().__init__(self.detail)
+
+
+class InvalidInput(DomainError):
+    code = "invalid"
+    http_status = 400
+    default_detail = "The request is invalid."
+
+
+class Forbidden(DomainError):
+    code = "forbidden"
+    http_status = 403
+    default_detail = "You may not do that."
+
+
+class NotFound(DomainError):
+    code = "not_found"
+    http_status = 404
+    default_detail = "Not found."
+
+
+class InvalidTransition(DomainError):
+    code = "invalid_transition"
+    http_status = 409
+    default_detail = "The trip cannot move to that status now."
+
+
+class OfferNotAvailable(DomainError):
+    code = "offer_not_available"
+    http_status = 409
+    default_detail = "You hold no live offer for this trip."
+
+
+class ActiveTripExists(DomainError):
+    code = "active_trip_exists"
+    http_status = 409
+    default_detail = "You already have an active trip."

@@ -1,0 +1,130 @@
+"""Users and trips. The trip status table lives here, on the model it rules."""
+
+import uuid
+
+from django.contrib.auth.models import AbstractUser
+from django.db import models
+from django.db.models import Q
+
+
+class User(AbstractUser):
+    class Group(models.TextChoices):
+        RIDER = "rider"
+        DRIVER = "driver"
+
+    group = models.CharField(max_length=16, choices=Group.choices, default=Group.RIDER)
+    photo = models.ImageField(upload_to="photos/", null=True, blank=True)
+
+    @property
+    def is_rider(self) -> bool:
+        return self.group == self.Group.RIDER
+
+    @property
+    def is_driver(self) -> bool:
+        return self.group == self.Group.DRIVER
+
+
+class Actor(models.TextChoices):
+    """Who moves a trip, relative to that trip."""
+
+    RIDER = "rider"
+    ASSIGNED_DRIVER = "assigned_driver"
+    OFFERED_DRIVER = "offered_driver"
+    SERVICE = "service"
+
+
+class Trip(models.Model):
+    class Status(models.TextChoices):
+        REQUESTED = "REQUESTED"
+        STARTED = "STARTED"
+        IN_PROGRESS = "IN_PROGRESS"
+        COMPLETED = "COMPLETED"
+        CANCELED = "CANCELED"
+        EXPIRED = "EXPIRED"
+
+    class Reason(models.TextChoices):
+        NO_DRIVERS = "no_drivers"
+        STALE = "stale"
+
+    ACTIVE = (Status.REQUESTED, Status.STARTED, Status.IN_PROGRESS)
+    ASSIGNED = (Status.STARTED, Status.IN_PROGRESS)
+    FINAL = (Status.COMPLETED, Status.CANCELED, Status.EXPIRED)
+
+    # PROTOCOL.md's status table: (from, to) -> who may make that move.
+    TRANSITIONS: dict[tuple[str, str], frozenset[str]] = {
+        (Status.REQUESTED, Status.STARTED): frozenset({Actor.OFFERED_DRIVER}),
+        (Status.REQUESTED, Status.CANCELED): frozenset({Actor.RIDER}),
+        (Status.REQUESTED, Status.EXPIRED): frozenset({Actor.SERVICE}),
+        (Status.STARTED, Status.IN_PROGRESS): frozenset({Actor.ASSIGNED_DRIVER}),
+        (Status.STARTED, Status.CANCELED): frozenset({Actor.RIDER, Actor.ASSIGNED_DRIVER}),
+        (Status.IN_PROGRESS, Status.COMPLETED): frozenset({Actor.ASSIGNED_DRIVER}),
+    }
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    created = models.DateTimeField(auto_now_add=True)
+    updated = models.DateTimeField(auto_now=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.REQUESTED)
+    status_reason = models.CharField(max_length=255, null=True, blank=True)
+    version = models.PositiveIntegerField(default=1)
+    pick_up_address = models.CharField(max_length=255)
+    pick_up_lat = models.FloatField()
+    pick_up_lng = models.FloatField()
+    drop_off_address = models.CharField(max_length=255)
+    drop_off_lat = models.FloatField(null=True, blank=True)
+    drop_off_lng = models.FloatField(null=True, blank=True)
+    rider = models.ForeignKey(User, on_delete=models.PROTECT, related_name="trips_as_rider")
+    driver = models.ForeignKey(
+        User, on_delete=models.PROTECT, null=True, blank=True, related_name="trips_as_driver"
+    )
+    # A client's retry key: the same rider and key return the first trip.
+    idempotency_key = models.CharField(max_length=255, null=True, blank=True, editable=False)
+
+    class Meta:
+        ordering = ["-created"]
+        indexes = [
+            models.Index(fields=["rider", "-created"], name="trip_rider_created"),
+            models.Index(fields=["driver", "-created"], name="trip_driver_created"),
+            models.Index(fields=["status", "created"], name="trip_status_created"),
+        ]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["rider"],
+                condition=Q(status__in=["REQUESTED", "STARTED", "IN_PROGRESS"]),
+                name="one_active_trip_per_rider",
+            ),
+            models.UniqueConstraint(
+                fields=["driver"],
+                condition=Q(status__in=["STARTED", "IN_PROGRESS"]),
+                name="one_active_trip_per_driver",
+            ),
+            models.UniqueConstraint(
+                fields=["rider", "idempotency_key"],
+                condition=Q(idempotency_key__isnull=False),
+                name="one_trip_per_idempotency_key",
+            ),
+            models.CheckConstraint(
+                condition=Q(driver__isnull=False)
+                | Q(status__in=["REQUESTED", "CANCELED", "EXPIRED"]),
+                name="assigned_trip_has_driver",
+            ),
+            models.CheckConstraint(condition=Q(version__gte=1), name="trip_version_positive"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Trip {self.id} ({self.status})"
+
+    @classmethod
+    def can_transition(cls, from_status: str, to_status: str, actor: str) -> bool:
+        return actor in cls.TRANSITIONS.get((from_status, to_status), frozenset())
+
+    def actor_for(self, user: User) -> str | None:
+        """The role `user` plays in this trip, as far as the trip row alone tells."""
+        if user.pk == self.rider_id:
+            return Actor.RIDER
+        if self.driver_id is not None and user.pk == self.driver_id:
+            return Actor.ASSIGNED_DRIVER
+        return None
+
+    @property
+    def is_final(self) -> bool:
+        return self.status in self.FINAL

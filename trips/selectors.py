@@ -1,0 +1,35 @@
+"""Every read of trips, scoped to the user who asks."""
+
+from uuid import UUID
+
+from django.db.models import Exists, OuterRef, Q, QuerySet
+
+from dispatch.models import Offer
+from trips.errors import NotFound
+from trips.models import Trip, User
+
+
+def trips_visible_to(user: User) -> QuerySet[Trip]:
+    """A rider's own trips; a driver's assigned trips and the trip currently
+    offered to them."""
+    trips = Trip.objects.select_related("rider", "driver")
+    if user.is_driver:
+        live_offer = Offer.live().filter(trip=OuterRef("pk"), driver=user)
+        return trips.filter(Q(driver=user) | Exists(live_offer))
+    return trips.filter(rider=user)
+
+
+def trip_list_for_user(*, user: User, status: str | None = None) -> QuerySet[Trip]:
+    trips = trips_visible_to(user)
+    if status:
+        trips = trips.filter(status=status)
+    return trips.order_by("-created", "-pk")
+
+
+def trip_get_for_user(*, trip_id: UUID | str, user: User) -> Trip:
+    """The trip, or NotFound for anyone it is not visible to (never revealing
+    that it exists)."""
+    try:
+        return trips_visible_to(user).get(pk=trip_id)
+    except (Trip.DoesNotExist, ValueError, TypeError):
+        raise NotFound() from None

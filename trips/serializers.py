@@ -1,0 +1,98 @@
+"""Trip bodies in and out. Coordinates are checked here, once, for REST and WS."""
+
+import math
+
+from rest_framework import serializers
+
+from trips.auth import UserSerializer
+from trips.models import Trip
+
+# The latitude range a Redis GEO index accepts (PROTOCOL.md).
+MAX_LAT = 85.05112878
+MAX_LNG = 180.0
+
+
+class BoundedFloatField(serializers.FloatField):
+    """A finite JSON number within [low, high]; strings, booleans, NaN and
+    infinities are refused."""
+
+    default_error_messages = {
+        "invalid": "A valid number is required.",
+        "not_finite": "Must be a finite number.",
+        "range": "Must be between {low} and {high}.",
+    }
+
+    def __init__(self, *, low: float, high: float, **kwargs) -> None:
+        self.low, self.high = low, high
+        super().__init__(**kwargs)
+
+    def to_internal_value(self, data: object) -> float:
+        if isinstance(data, bool) or not isinstance(data, int | float):
+            self.fail("invalid")
+        value = float(data)
+        if not math.isfinite(value):
+            self.fail("not_finite")
+        if not self.low <= value <= self.high:
+            self.fail("range", low=self.low, high=self.high)
+        return value
+
+
+def latitude(**kwargs) -> BoundedFloatField:
+    return BoundedFloatField(low=-MAX_LAT, high=MAX_LAT, **kwargs)
+
+
+def longitude(**kwargs) -> BoundedFloatField:
+    return BoundedFloatField(low=-MAX_LNG, high=MAX_LNG, **kwargs)
+
+
+class TripSerializer(serializers.ModelSerializer):
+    rider = UserSerializer(read_only=True)
+    driver = UserSerializer(read_only=True)
+
+    class Meta:
+        model = Trip
+        fields = (
+            "id",
+            "created",
+            "updated",
+            "status",
+            "status_reason",
+            "version",
+            "pick_up_address",
+            "pick_up_lat",
+            "pick_up_lng",
+            "drop_off_address",
+            "drop_off_lat",
+            "drop_off_lng",
+            "rider",
+            "driver",
+        )
+        read_only_fields = fields
+
+
+class TripCreateSerializer(serializers.Serializer):
+    """What a rider may say about a new trip; anything else in the body is ignored."""
+
+    pick_up_address = serializers.CharField(max_length=255)
+    pick_up_lat = latitude()
+    pick_up_lng = longitude()
+    drop_off_address = serializers.CharField(max_length=255)
+    drop_off_lat = latitude(required=False, allow_null=True, default=None)
+    drop_off_lng = longitude(required=False, allow_null=True, default=None)
+
+    def validate(self, attrs: dict) -> dict:
+        if (attrs.get("drop_off_lat") is None) != (attrs.get("drop_off_lng") is None):
+            raise serializers.ValidationError(
+                {"drop_off_lat": ["Give both drop-off coordinates, or neither."]}
+            )
+        return attrs
+
+
+class PositionSerializer(serializers.Serializer):
+    lat = latitude()
+    lng = longitude()
+
+
+class LocationSerializer(PositionSerializer):
+    heading = BoundedFloatField(low=0, high=360, required=False, allow_null=True, default=None)
+    speed = BoundedFloatField(low=0, high=1000, required=False, allow_null=True, default=None)

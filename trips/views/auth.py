@@ -1,0 +1,89 @@
+"""Sign-up, log-in, log-out and token refresh (PROTOCOL.md, "Authentication")."""
+
+import logging
+
+from django.contrib.auth import authenticate, login, logout
+from drf_spectacular.utils import extend_schema
+from rest_framework import permissions, status
+from rest_framework.exceptions import AuthenticationFailed, ValidationError
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.throttling import ScopedRateThrottle
+from rest_framework.views import APIView
+from rest_framework_simplejwt.exceptions import TokenError
+from rest_framework_simplejwt.tokens import RefreshToken
+from rest_framework_simplejwt.views import TokenRefreshView
+
+from trips.auth import (
+    LogInSerializer,
+    LogOutSerializer,
+    SignUpSerializer,
+    TokenPairSerializer,
+    UserSerializer,
+    tokens_for,
+)
+
+logger = logging.getLogger(__name__)
+
+
+class SignUpView(APIView):
+    authentication_classes = ()
+    permission_classes = (permissions.AllowAny,)
+    throttle_classes = (ScopedRateThrottle,)
+    throttle_scope = "sign_up"
+
+    @extend_schema(request=SignUpSerializer, responses={201: UserSerializer})
+    def post(self, request: Request) -> Response:
+        serializer = SignUpSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        user = serializer.save()
+        logger.info("auth.signed_up", extra={"user_id": user.pk, "group": user.group})
+        body = UserSerializer(user, context={"request": request}).data
+        return Response(body, status=status.HTTP_201_CREATED)
+
+
+class LogInView(APIView):
+    authentication_classes = ()
+    permission_classes = (permissions.AllowAny,)
+    throttle_classes = (ScopedRateThrottle,)
+    throttle_scope = "log_in"
+
+    @extend_schema(request=LogInSerializer, responses={200: TokenPairSerializer})
+    def post(self, request: Request) -> Response:
+        serializer = LogInSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        user = authenticate(
+            request,
+            username=serializer.validated_data["username"],
+            password=serializer.validated_data["password"],
+        )
+        if user is None:
+            raise AuthenticationFailed("No active account with those credentials.")
+        login(request, user)
+        logger.info("auth.logged_in", extra={"user_id": user.pk})
+        body = {**UserSerializer(user, context={"request": request}).data, **tokens_for(user)}
+        return Response(body)
+
+
+class LogOutView(APIView):
+    @extend_schema(request=LogOutSerializer, responses={204: None})
+    def post(self, request: Request) -> Response:
+        serializer = LogOutSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        raw = serializer.validated_data.get("refresh")
+        if raw:
+            try:
+                token = RefreshToken(raw)
+            except TokenError:
+                raise ValidationError({"refresh": ["The refresh token is invalid or expired."]}) from None
+            if str(token.get("id")) != str(request.user.pk):
+                raise ValidationError({"refresh": ["That refresh token is not yours."]})
+            token.blacklist()
+        user_id = request.user.pk
+        logout(request)
+        logger.info("auth.logged_out", extra={"user_id": user_id})
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class TokenRefresh(TokenRefreshView):
+    """simplejwt's refresh; revoked (blacklisted) refresh tokens are refused."""
