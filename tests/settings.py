@@ -26,10 +26,15 @@ STORAGES = {
 }
 MEDIA_ROOT = VAR_DIR / "test-media"  # noqa: F405
 
-# A file, not SQLite's shared in-memory database: threads in the race tests
-# then get SQLite's real locking (WAL, busy timeout) as the processes do.
+# Suites run side by side (several checkouts, or CI beside a developer) each
+# set TEST_RUN_ID, and get their own test database.
+TEST_RUN_ID = os.environ.get("TEST_RUN_ID", "")
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":  # noqa: F405
-    DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test.sqlite3")}  # noqa: F405
+    # A file, not SQLite's shared in-memory database: threads in the race
+    # tests then get SQLite's real locking (WAL, busy timeout) as processes do.
+    DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / f"test{TEST_RUN_ID}.sqlite3")}  # noqa: F405
+else:
+    DATABASES["default"]["TEST"] = {"NAME": f"test_{DATABASES['default']['NAME']}{TEST_RUN_ID}"}  # noqa: F405
 
 STATIC_ROOT = VAR_DIR / "test-static"  # noqa: F405
 STATIC_ROOT.mkdir(parents=True, exist_ok=True)
