@@ -71,11 +71,17 @@ def _secret_key(debug: bool) -> str:
     # Development only: a key generated once and kept under var/, so sessions
     # and tokens survive restarts of `make run`.
     key_file = VAR_DIR / "secret_key"
-    if not key_file.exists():
+    key = key_file.read_text().strip() if key_file.exists() else ""
+    if not key:
+        # Written aside and moved into place, so web, worker and beat starting
+        # together never read a half-written key.
         VAR_DIR.mkdir(parents=True, exist_ok=True)
-        key_file.touch(mode=0o600)
-        key_file.write_text(secrets.token_urlsafe(50))
-    return key_file.read_text().strip()
+        draft = VAR_DIR / f".secret_key.{os.getpid()}"
+        draft.touch(mode=0o600)
+        draft.write_text(secrets.token_urlsafe(50))
+        draft.replace(key_file)
+        key = key_file.read_text().strip()
+    return key
 
 
 DEBUG = env_bool("DEBUG", False)
@@ -245,7 +251,6 @@ SIMPLE_JWT = {
     "USER_ID_CLAIM": "id",
     "SIGNING_KEY": SECRET_KEY,
     "UPDATE_LAST_LOGIN": True,
-    "TOKEN_OBTAIN_SERIALIZER": "trips.auth.TokenObtainSerializer",
 }
 
 SPECTACULAR_SETTINGS = {
@@ -256,18 +261,32 @@ SPECTACULAR_SETTINGS = {
     ),
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    # The schema and the docs page are public, and a stale token sent along
+    # does not turn them into a 401.
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
+    "SERVE_AUTHENTICATION": [],
+    # Assets from drf-spectacular-sidecar, served as static files: no CDN.
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    "SCHEMA_PATH_PREFIX": r"/api/",
 }
 
 # Dispatch (PROTOCOL.md, "Configuration").
 DISPATCH_OFFER_TIMEOUT_S = env_number("DISPATCH_OFFER_TIMEOUT_S", 15, minimum=0.1)
-DISPATCH_RADII_KM = [float(r) for r in env_list("DISPATCH_RADII_KM", "2,5,10")]
-if not DISPATCH_RADII_KM or any(not math.isfinite(r) or r <= 0 for r in DISPATCH_RADII_KM):
-    raise ImproperlyConfigured("DISPATCH_RADII_KM must be positive kilometres, like 2,5,10")
-DISPATCH_RADII_KM.sort()
+def env_radii(name: str, default: str) -> list[float]:
+    message = f"{name} must be positive kilometres, like 2,5,10; got {os.environ.get(name)!r}"
+    try:
+        radii = sorted(float(r) for r in env_list(name, default))
+    except ValueError:
+        raise ImproperlyConfigured(message) from None
+    if not radii or any(not math.isfinite(r) or r <= 0 for r in radii):
+        raise ImproperlyConfigured(message)
+    return radii
+
+
+DISPATCH_RADII_KM = env_radii("DISPATCH_RADII_KM", "2,5,10")
 DISPATCH_MAX_OFFERS = int(env_number("DISPATCH_MAX_OFFERS", 5, minimum=1, integer=True))
 DRIVER_PRESENCE_TTL_S = env_number("DRIVER_PRESENCE_TTL_S", 30, minimum=1)
 TRIP_STALE_AFTER_S = env_number("TRIP_STALE_AFTER_S", 600, minimum=1)
@@ -326,6 +345,10 @@ LOGGING = {
     },
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {
+        # Django's own console handler would print unredacted, unstructured
+        # copies of its lines; everything goes through the root handler.
+        "django": {"handlers": [], "level": LOG_LEVEL, "propagate": True},
+        "django.server": {"handlers": [], "level": LOG_LEVEL, "propagate": True},
         "django.db.backends": {"level": "INFO"},
         "daphne": {"level": "WARNING"},
     },

