@@ -1,13 +1,18 @@
 """Closing offers. The dispatch loop (`dispatch.services`) opens them."""
 
 import logging
+from uuid import UUID
 
+from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
 from dispatch import presence
 from dispatch.models import Offer
+from dispatch.queue import request_dispatch_on_commit
 from trips import events
+from trips.errors import OfferNotAvailable
+from trips.models import Trip, User
 
 logger = logging.getLogger(__name__)
 
@@ -41,5 +46,34 @@ def offer_revoke_live(*, trip, reason: str) -> Offer | None:
     logger.info(
         "dispatch.offer_revoked",
         extra={"trip_id": str(trip.pk), "offer_id": str(offer.pk), "reason": reason},
+    )
+    return offer
+
+
+def offer_decline(*, trip_id: UUID, driver: User) -> Offer:
+    """The driver turns down their live offer for the trip. The driver is free
+    again and the trip goes to its next candidate after commit; the rider,
+    still waiting, hears nothing."""
+    with transaction.atomic():
+        # The trip's row lock orders this against accept, cancel and expiry.
+        try:
+            trip = Trip.objects.select_for_update().filter(pk=trip_id).first()
+        except (ValidationError, ValueError, TypeError):
+            trip = None
+        if trip is None:
+            raise OfferNotAvailable()
+        now = timezone.now()
+        closed = Offer.objects.filter(
+            trip=trip, driver=driver, status=Offer.Status.PENDING, expires_at__gt=now
+        ).update(status=Offer.Status.DECLINED, closed_at=now, updated=now)
+        if closed != 1:
+            raise OfferNotAvailable()
+        offer = Offer.objects.get(trip=trip, driver=driver)
+        driver_id = driver.pk
+        transaction.on_commit(lambda: presence.on_driver_released(driver_id))
+        request_dispatch_on_commit(trip.pk)
+    logger.info(
+        "dispatch.offer_declined",
+        extra={"trip_id": str(trip.pk), "offer_id": str(offer.pk), "driver_id": driver_id},
     )
     return offer

@@ -4,7 +4,7 @@ import logging
 
 from django.db import connection
 from django.http import HttpRequest, JsonResponse
-from django.views.decorators.http import require_GET
+from django.views.decorators.http import require_safe
 
 from taxi.redis import get_redis
 
@@ -31,7 +31,7 @@ def _check_redis() -> str:
     return "ok"
 
 
-@require_GET
+@require_safe
 def healthz(request: HttpRequest) -> JsonResponse:
     parts = {"db": _check_db(), "redis": _check_redis()}
     healthy = all(value == "ok" for value in parts.values())

@@ -8,12 +8,14 @@ from datetime import UTC, datetime
 # Attributes every LogRecord has; anything else on a record came from `extra=`.
 _RECORD_FIELDS = frozenset(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
 
+_CREDENTIAL_NAMES = r"(?:token|access|refresh|password\d?|sessionid|csrftoken)"
 # A JWT (three base64url parts, the first two starting with '{"' encoded), and
-# credentials passed as query parameters or headers.
+# credentials passed as query parameters, cookies, headers or JSON fields.
 _SECRET_PATTERNS = [
     re.compile(r"eyJ[\w-]+\.eyJ[\w-]+\.[\w-]+"),
-    re.compile(r"(?i)((?:token|access|refresh|password\d?|sessionid|csrftoken)=)[^&\s\"']+"),
+    re.compile(rf"(?i)({_CREDENTIAL_NAMES}=)[^&;\s\"']+"),
     re.compile(r"(?i)(authorization:\s*bearer\s+)\S+"),
+    re.compile(rf'(?i)("{_CREDENTIAL_NAMES}"\s*:\s*")(?:[^"\\]|\\.)*(?=")'),
 ]
 
 
@@ -27,7 +29,12 @@ class RedactSecretsFilter(logging.Filter):
     """Rewrites a record's message so no token or password reaches a log line."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
+        try:
+            message = record.getMessage()
+        except (TypeError, ValueError):
+            # A broken log call: let the handler report it as logging does,
+            # rather than raise into the code that logged.
+            return True
         cleaned = redact(message)
         if cleaned != message:
             record.msg, record.args = cleaned, None

@@ -13,6 +13,12 @@ import redis.asyncio
 from django.conf import settings
 
 _TIMEOUTS = {"socket_timeout": 5, "socket_connect_timeout": 2, "health_check_interval": 30}
+# The event loop's client is shared by every socket of the process. redis-py 8
+# caps a plain pool at 100 connections and raises beyond that, which a web
+# process ingesting ~1,000 positions a second exceeds (BENCHMARKS.md); this
+# pool makes the excess wait for a free connection instead.
+ASYNC_POOL_SIZE = 100
+ASYNC_POOL_WAIT_S = 5
 _async_clients: weakref.WeakKeyDictionary[
     asyncio.AbstractEventLoop, tuple[str, redis.asyncio.Redis]
 ] = weakref.WeakKeyDictionary()
@@ -32,6 +38,13 @@ def get_async_redis() -> redis.asyncio.Redis:
     url = settings.REDIS_URL
     bound = _async_clients.get(loop)
     if bound is None or bound[0] != url:
-        bound = (url, redis.asyncio.Redis.from_url(url, decode_responses=True, **_TIMEOUTS))
+        pool = redis.asyncio.BlockingConnectionPool.from_url(
+            url,
+            max_connections=ASYNC_POOL_SIZE,
+            timeout=ASYNC_POOL_WAIT_S,
+            decode_responses=True,
+            **_TIMEOUTS,
+        )
+        bound = (url, redis.asyncio.Redis(connection_pool=pool))
         _async_clients[loop] = bound
     return bound[1]

@@ -178,7 +178,18 @@ def redis_dependent_settings(redis_url: str) -> dict:
         "CHANNEL_LAYERS": {
             "default": {
                 "BACKEND": "channels_redis.core.RedisChannelLayer",
-                "CONFIG": {"hosts": [redis_url], "capacity": 500, "expiry": 30},
+                "CONFIG": {
+                    # redis-py 8's defaults break the layer: its 5 s socket
+                    # timeout races the layer's own 5 s BZPOPMIN, so every 5 s
+                    # of quiet kills one consumer (close 1011); and its pools
+                    # cap at 100 connections and then raise, which a burst of
+                    # connects or hang-ups on one process exceeds (BENCHMARKS.md).
+                    "hosts": [
+                        {"address": redis_url, "socket_timeout": 30, "max_connections": 1000}
+                    ],
+                    "capacity": 500,
+                    "expiry": 30,
+                },
             }
         },
         "CELERY_BROKER_URL": redis_url,
@@ -275,6 +286,8 @@ SPECTACULAR_SETTINGS = {
 
 # Dispatch (PROTOCOL.md, "Configuration").
 DISPATCH_OFFER_TIMEOUT_S = env_number("DISPATCH_OFFER_TIMEOUT_S", 15, minimum=0.1)
+
+
 def env_radii(name: str, default: str) -> list[float]:
     message = f"{name} must be positive kilometres, like 2,5,10; got {os.environ.get(name)!r}"
     try:

@@ -26,6 +26,11 @@ STORAGES = {
 }
 MEDIA_ROOT = VAR_DIR / "test-media"  # noqa: F405
 
+# Async tests reach the database from asgiref's worker thread; a persistent
+# connection there outlives the suite and blocks dropping the PostgreSQL test
+# database. Closing after each call (what database_sync_to_async does at 0) frees it.
+DATABASES["default"]["CONN_MAX_AGE"] = 0  # noqa: F405
+
 # Suites run side by side (several checkouts, or CI beside a developer) each
 # set TEST_RUN_ID, and get their own test database.
 TEST_RUN_ID = os.environ.get("TEST_RUN_ID", "")

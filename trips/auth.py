@@ -5,6 +5,9 @@ from django.contrib.auth import password_validation
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import IntegrityError, transaction
 from rest_framework import serializers
+from rest_framework.exceptions import AuthenticationFailed
+from rest_framework_simplejwt.serializers import TokenRefreshSerializer
+from rest_framework_simplejwt.settings import api_settings
 from rest_framework_simplejwt.tokens import RefreshToken
 
 from trips.models import User
@@ -17,6 +20,9 @@ def tokens_for(user: User) -> dict[str, str]:
     """A fresh refresh/access pair; claims set on the refresh token carry over
     to every access token derived from it, including refreshed ones."""
     refresh = RefreshToken.for_user(user)
+    # simplejwt writes the id as a string; the user object's `id` is a number,
+    # and the claim should compare equal to it.
+    refresh[api_settings.USER_ID_CLAIM] = user.pk
     for claim in TOKEN_CLAIMS:
         refresh[claim] = getattr(user, claim)
     return {"access": str(refresh.access_token), "refresh": str(refresh)}
@@ -96,8 +102,18 @@ class LogOutSerializer(serializers.Serializer):
     refresh = serializers.CharField(required=False, max_length=4096)
 
 
-class RefreshSerializer(serializers.Serializer):
+class RefreshSerializer(TokenRefreshSerializer):
     refresh = serializers.CharField(max_length=4096)
+
+    def validate(self, attrs: dict) -> dict:
+        try:
+            return super().validate(attrs)
+        except User.DoesNotExist:
+            # simplejwt looks the user up with `.get()`: a deleted user's token
+            # would otherwise be a 500.
+            raise AuthenticationFailed(
+                self.error_messages["no_active_account"], "no_active_account"
+            ) from None
 
 
 class TokenPairSerializer(UserSerializer):

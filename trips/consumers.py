@@ -6,9 +6,11 @@ message type does lives in a handler table, one per app (`trips.ws_handlers`,
 `error` frame and the socket stays open.
 """
 
+import functools
 import json
 import logging
 import time
+from collections.abc import Callable
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
@@ -23,8 +25,15 @@ logger = logging.getLogger(__name__)
 
 CLOSE_POLICY_VIOLATION = 1008
 CLOSE_TOO_BIG = 1009
-# Rate-limited frames tolerated in one flood before the socket is closed.
+# Flood control: frames beyond the token bucket are strikes, forgiven at
+# FLOOD_FORGIVE_PER_S; more than FLOOD_STRIKES outstanding closes the socket.
+# So a burst past the bucket only earns `rate_limited` errors, while a client
+# that keeps sending faster than WS_RATE_PER_S + FLOOD_FORGIVE_PER_S (60 a
+# second by default) is closed: at 100 a second after about 3 s. (Resetting
+# the count on every allowed frame instead would never close a flood slow
+# enough to let a token through every few frames.)
 FLOOD_STRIKES = 50
+FLOOD_FORGIVE_PER_S = 10.0
 MAX_REQUEST_ID_CHARS = 128
 
 
@@ -38,27 +47,44 @@ def _reject_constant(name: str) -> float:
     raise ValueError(f"{name} is not valid JSON")
 
 
+@functools.cache
 def _handlers() -> dict:
     from dispatch.ws_handlers import HANDLERS as DISPATCH_HANDLERS
 
     return {"echo.message": None, **TRIP_HANDLERS, **DISPATCH_HANDLERS}
 
 
-class TokenBucket:
-    """`rate` frames a second on average, bursts up to `burst`."""
+class FrameRateLimiter:
+    """A token bucket (`rate` frames a second on average, bursts up to
+    `burst`) plus a strike count for the frames it refuses."""
 
-    def __init__(self, rate: float, burst: float) -> None:
+    ALLOW, LIMIT, CLOSE = "allow", "limit", "close"
+
+    def __init__(
+        self,
+        rate: float,
+        burst: float,
+        *,
+        strikes_allowed: float = FLOOD_STRIKES,
+        forgive_per_s: float = FLOOD_FORGIVE_PER_S,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.rate, self.burst = rate, burst
-        self.tokens, self.stamp = burst, time.monotonic()
+        self.strikes_allowed, self.forgive_per_s = strikes_allowed, forgive_per_s
+        self.clock = clock
+        self.tokens, self.strikes, self.stamp = float(burst), 0.0, clock()
 
-    def take(self) -> bool:
-        now = time.monotonic()
-        self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
+    def check(self) -> str:
+        now = self.clock()
+        elapsed = max(0.0, now - self.stamp)
         self.stamp = now
+        self.tokens = min(self.burst, self.tokens + elapsed * self.rate)
+        self.strikes = max(0.0, self.strikes - elapsed * self.forgive_per_s)
         if self.tokens >= 1:
             self.tokens -= 1
-            return True
-        return False
+            return self.ALLOW
+        self.strikes += 1
+        return self.CLOSE if self.strikes > self.strikes_allowed else self.LIMIT
 
 
 class TaxiConsumer(AsyncWebsocketConsumer):
@@ -67,8 +93,8 @@ class TaxiConsumer(AsyncWebsocketConsumer):
     async def connect(self) -> None:
         self.user = self.scope["user"]
         self.stream = events.user_stream(self.user.pk)
-        self.bucket = TokenBucket(settings.WS_RATE_PER_S, settings.WS_RATE_BURST)
-        self.strikes = 0
+        self.limiter = FrameRateLimiter(settings.WS_RATE_PER_S, settings.WS_RATE_BURST)
+        self.closing = False
         await self.channel_layer.group_add(self.stream, self.channel_name)
         await self.accept()
         logger.info("ws.connected", extra={"user_id": self.user.pk})
@@ -79,20 +105,21 @@ class TaxiConsumer(AsyncWebsocketConsumer):
             logger.info("ws.disconnected", extra={"user_id": self.user.pk, "code": code})
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
-        raw = text_data if text_data is not None else bytes_data or b""
-        size = len(raw.encode("utf-8", "surrogatepass")) if isinstance(raw, str) else len(raw)
-        if size > settings.WS_MAX_FRAME_BYTES:
-            await self.close(code=CLOSE_TOO_BIG)
+        if self.closing:
+            # Frames already queued when we closed: the socket is done with them.
             return
-        if not self.bucket.take():
-            self.strikes += 1
-            if self.strikes > FLOOD_STRIKES:
-                logger.warning("ws.flood_closed", extra={"user_id": self.user.pk})
-                await self.close(code=CLOSE_POLICY_VIOLATION)
-                return
-            await self.send_error("rate_limited", "Too many frames; slow down.")
+        if _frame_size(text_data, bytes_data) > settings.WS_MAX_FRAME_BYTES:
+            logger.info("ws.frame_too_big", extra={"user_id": self.user.pk})
+            await self.close_with(CLOSE_TOO_BIG)
             return
-        self.strikes = 0
+        verdict = self.limiter.check()
+        if verdict == FrameRateLimiter.CLOSE:
+            logger.warning("ws.flood_closed", extra={"user_id": self.user.pk})
+            await self.close_with(CLOSE_POLICY_VIOLATION)
+            return
+        if verdict == FrameRateLimiter.LIMIT:
+            await self.send_error("rate_limited", "Too many frames; slow down.", _peek(text_data))
+            return
 
         message: dict = {}
         try:
@@ -104,9 +131,20 @@ class TaxiConsumer(AsyncWebsocketConsumer):
             await self.send_error(exc.code, exc.detail, message)
         except ValidationError as exc:
             await self.send_error("invalid", "The data is invalid.", message, errors=exc.detail)
+        except Exception:
+            # A bug, not the client's fault: say so, keep the socket.
+            logger.exception(
+                "ws.handler_failed",
+                extra={"user_id": self.user.pk, "type": _message_type(message)},
+            )
+            await self.send_error("internal", "Something went wrong on our side.", message)
         else:
             if reply is not None:
                 await self.send_frame(reply, message)
+
+    async def close_with(self, code: int) -> None:
+        self.closing = True
+        await self.close(code=code)
 
     @staticmethod
     def parse(text_data: str | None, bytes_data: bytes | None) -> dict:
@@ -143,17 +181,23 @@ class TaxiConsumer(AsyncWebsocketConsumer):
     async def send_error(
         self, code: str, detail: str, request: dict | None = None, errors: object = None
     ) -> None:
+        """`{"code", "detail"}` plus, when the offending frame had them, its
+        `type` and `request_id` (the latter also on the frame, as on replies)."""
         data: dict = {"code": code, "detail": detail}
         if errors is not None:
-            data["errors"] = errors
-        payload = events.frame(events.ERROR, data)
-        if request and isinstance(request.get("type"), str):
-            payload["data"]["type"] = request["type"][:MAX_REQUEST_ID_CHARS]
-        await self.send_frame(payload, request)
+            # Always field -> messages, as a serializer reports them.
+            data["errors"] = errors if isinstance(errors, dict) else {"non_field_errors": errors}
+        type_ = _message_type(request)
+        if type_ is not None:
+            data["type"] = type_
+        request_id = _request_id(request)
+        if request_id is not None:
+            data["request_id"] = request_id
+        await self.send_frame(events.frame(events.ERROR, data), request)
 
     # Channel-layer handler: a push from any process, for this user.
     async def stream_push(self, message: dict) -> None:
-        if message.get("exclude") == self.channel_name:
+        if self.closing or message.get("exclude") == self.channel_name:
             return
         await self.send(text_data=json.dumps(message["frame"], default=str))
 
@@ -161,6 +205,28 @@ class TaxiConsumer(AsyncWebsocketConsumer):
     @staticmethod
     async def call(func, /, **kwargs):
         return await database_sync_to_async(func)(**kwargs)
+
+
+def _frame_size(text_data: str | None, bytes_data: bytes | None) -> int:
+    if text_data is None:
+        return len(bytes_data or b"")
+    if len(text_data) > settings.WS_MAX_FRAME_BYTES:
+        return len(text_data)  # at least one byte a character: too big already
+    return len(text_data.encode("utf-8", "surrogatepass"))
+
+
+def _peek(text_data: str | None) -> dict:
+    """The frame as far as it parses, for the request_id of an error about it."""
+    try:
+        return TaxiConsumer.parse(text_data, None)
+    except FrameError:
+        return {}
+
+
+def _message_type(request: dict | None) -> str | None:
+    if not request or not isinstance(request.get("type"), str):
+        return None
+    return request["type"][:MAX_REQUEST_ID_CHARS]
 
 
 def _request_id(request: dict | None) -> object:

@@ -5,6 +5,7 @@ import uuid
 from django.contrib.auth.models import AbstractUser
 from django.db import models
 from django.db.models import Q
+from django.db.models.functions import Lower
 
 
 class User(AbstractUser):
@@ -14,6 +15,13 @@ class User(AbstractUser):
 
     group = models.CharField(max_length=16, choices=Group.choices, default=Group.RIDER)
     photo = models.ImageField(upload_to="photos/", null=True, blank=True)
+
+    class Meta(AbstractUser.Meta):
+        swappable = "AUTH_USER_MODEL"
+        constraints = [
+            # Usernames are e-mail-like: "Bob@x" and "bob@x" are one person.
+            models.UniqueConstraint(Lower("username"), name="username_unique_ignoring_case"),
+        ]
 
     @property
     def is_rider(self) -> bool:

@@ -2,6 +2,7 @@
 
 from uuid import UUID
 
+from django.core.exceptions import ValidationError
 from django.db.models import Exists, OuterRef, Q, QuerySet
 
 from dispatch.models import Offer
@@ -31,5 +32,7 @@ def trip_get_for_user(*, trip_id: UUID | str, user: User) -> Trip:
     that it exists)."""
     try:
         return trips_visible_to(user).get(pk=trip_id)
-    except (Trip.DoesNotExist, ValueError, TypeError):
+    except (Trip.DoesNotExist, ValidationError, ValueError, TypeError):
+        # A malformed id (Django raises ValidationError for a bad UUID) is
+        # just another trip the caller cannot see.
         raise NotFound() from None

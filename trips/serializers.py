@@ -96,3 +96,38 @@ class PositionSerializer(serializers.Serializer):
 class LocationSerializer(PositionSerializer):
     heading = BoundedFloatField(low=0, high=360, required=False, allow_null=True, default=None)
     speed = BoundedFloatField(low=0, high=1000, required=False, allow_null=True, default=None)
+
+
+class TripMoveSerializer(serializers.Serializer):
+    """The assigned driver's moves: picked the rider up, dropped them off."""
+
+    status = serializers.ChoiceField(
+        choices=[(s, s) for s in (Trip.Status.IN_PROGRESS, Trip.Status.COMPLETED)]
+    )
+
+
+class TripCancelSerializer(serializers.Serializer):
+    reason = serializers.CharField(
+        max_length=255, required=False, allow_null=True, allow_blank=True, default=None
+    )
+
+
+class TripPageSerializer(serializers.Serializer):
+    """`GET /api/trip/` with `limit` or `offset`: one page of the list."""
+
+    count = serializers.IntegerField()
+    next = serializers.URLField(allow_null=True)
+    previous = serializers.URLField(allow_null=True)
+    results = TripSerializer(many=True)
+
+
+class ErrorSerializer(serializers.Serializer):
+    """Every 4xx body that is not a field-validation error (PROTOCOL.md, "Errors")."""
+
+    detail = serializers.CharField()
+    code = serializers.CharField(
+        help_text=(
+            "Stable machine code: not_authenticated, forbidden, not_found, invalid, "
+            "invalid_transition, offer_not_available, active_trip_exists, rate_limited."
+        )
+    )

@@ -5,6 +5,7 @@ sends pushes and queues work only after commit."""
 import logging
 from uuid import UUID
 
+from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
@@ -25,6 +26,8 @@ from trips.models import Actor, Trip, User
 logger = logging.getLogger(__name__)
 
 MAX_REASON_CHARS = 255
+# The moves `trip_move` makes; the others go through their own services.
+MOVE_STATUSES = (Trip.Status.IN_PROGRESS, Trip.Status.COMPLETED)
 
 
 def trip_create(
@@ -78,7 +81,7 @@ def _trip_by_idempotency_key(rider: User, key: str) -> Trip | None:
     return Trip.objects.filter(rider=rider, idempotency_key=key).first()
 
 
-def trip_accept(*, trip_id: UUID, driver: User) -> Trip:
+def trip_accept(*, trip_id: UUID, driver: User, origin_channel: str | None = None) -> Trip:
     """The driver holding the trip's live offer takes it: REQUESTED -> STARTED."""
     with transaction.atomic():
         trip = _lock_trip(trip_id, missing=OfferNotAvailable)
@@ -91,7 +94,13 @@ def trip_accept(*, trip_id: UUID, driver: User) -> Trip:
             raise OfferNotAvailable()
         try:
             with transaction.atomic():
-                trip = _transition(trip, Trip.Status.STARTED, Actor.OFFERED_DRIVER, driver=driver)
+                trip = _transition(
+                    trip,
+                    Trip.Status.STARTED,
+                    Actor.OFFERED_DRIVER,
+                    origin_channel=origin_channel,
+                    driver=driver,
+                )
         except IntegrityError:
             # The driver is already assigned to another active trip.
             raise OfferNotAvailable("You are already on another trip.") from None
@@ -102,21 +111,24 @@ def trip_accept(*, trip_id: UUID, driver: User) -> Trip:
     return trip
 
 
-def trip_move(*, trip_id: UUID, user: User, status: str) -> Trip:
+def trip_move(*, trip_id: UUID, user: User, status: str, origin_channel: str | None = None) -> Trip:
     """The assigned driver picks the rider up (IN_PROGRESS) or drops them off (COMPLETED)."""
+    if status not in MOVE_STATUSES:
+        # Accept, cancel and expiry have their own services and side effects.
+        raise InvalidTransition(f"A trip cannot be moved to {status} this way.")
     with transaction.atomic():
         trip = _lock_trip(trip_id)
         actor = _actor_or_not_found(trip, user)
-        trip = _transition(trip, status, actor)
+        trip = _transition(trip, status, actor, origin_channel=origin_channel)
         if trip.status == Trip.Status.COMPLETED:
             _release_driver_on_commit(trip)
-    logger.info(
-        "trip.moved", extra={"trip_id": str(trip.pk), "status": status, "user_id": user.pk}
-    )
+    logger.info("trip.moved", extra={"trip_id": str(trip.pk), "status": status, "user_id": user.pk})
     return trip
 
 
-def trip_cancel(*, trip_id: UUID, user: User, reason: str | None = None) -> Trip:
+def trip_cancel(
+    *, trip_id: UUID, user: User, reason: str | None = None, origin_channel: str | None = None
+) -> Trip:
     """The rider (before completion) or the assigned driver (before pick-up) cancels."""
     with transaction.atomic():
         trip = _lock_trip(trip_id)
@@ -127,6 +139,7 @@ def trip_cancel(*, trip_id: UUID, user: User, reason: str | None = None) -> Trip
             Trip.Status.CANCELED,
             actor,
             reason=(reason or default_reason)[:MAX_REASON_CHARS],
+            origin_channel=origin_channel,
         )
         offers.offer_revoke_live(trip=trip, reason=offers.REVOKED_CANCELED)
         _release_driver_on_commit(trip)
@@ -153,7 +166,7 @@ def trip_expire(*, trip_id: UUID, reason: str) -> Trip | None:
 def _lock_trip(trip_id: UUID, missing: type[Exception] = NotFound) -> Trip:
     try:
         return Trip.objects.select_for_update().get(pk=trip_id)
-    except (Trip.DoesNotExist, ValueError):
+    except (Trip.DoesNotExist, ValidationError, ValueError, TypeError):
         raise missing() from None
 
 
@@ -169,10 +182,18 @@ def _actor_or_not_found(trip: Trip, user: User) -> str:
 
 
 def _transition(
-    trip: Trip, to_status: str, actor: str, *, reason: str | None = None, **fields
+    trip: Trip,
+    to_status: str,
+    actor: str,
+    *,
+    reason: str | None = None,
+    origin_channel: str | None = None,
+    **fields,
 ) -> Trip:
     """One conditional write: the trip moves only from the status and version
-    it was read at, and the version grows by one. Pushes follow the commit."""
+    it was read at, and the version grows by one. Pushes follow the commit;
+    `origin_channel`, the socket that asked (and gets the trip as its reply),
+    is skipped, while every other socket of both participants hears it."""
     if not Trip.can_transition(trip.status, to_status, actor):
         raise InvalidTransition(f"A trip that is {trip.status} cannot become {to_status} that way.")
     changed = Trip.objects.filter(pk=trip.pk, status=trip.status, version=trip.version).update(
@@ -185,7 +206,9 @@ def _transition(
     if changed != 1:
         raise InvalidTransition("The trip changed meanwhile; read it again.")
     trip.refresh_from_db()
-    events.push_on_commit(events.trip_participants(trip), events.trip_updated(trip))
+    events.push_on_commit(
+        events.trip_participants(trip), events.trip_updated(trip), exclude_channel=origin_channel
+    )
     return trip
 
 

@@ -1,10 +1,17 @@
 from django.urls import path
 
-from trips.views import auth
+from trips.views import auth, trips
 
 urlpatterns = [
     path("sign_up/", auth.SignUpView.as_view(), name="sign_up"),
     path("log_in/", auth.LogInView.as_view(), name="log_in"),
     path("log_out/", auth.LogOutView.as_view(), name="log_out"),
     path("token/refresh/", auth.TokenRefresh.as_view(), name="token_refresh"),
+    # Trip ids are parsed by the views, so a malformed one is a JSON 404.
+    path("trip/", trips.TripListCreateView.as_view(), name="trip_list"),
+    path("trip/<str:trip_id>/", trips.TripDetailView.as_view(), name="trip_detail"),
+    path("trip/<str:trip_id>/accept/", trips.TripAcceptView.as_view(), name="trip_accept"),
+    path("trip/<str:trip_id>/decline/", trips.TripDeclineView.as_view(), name="trip_decline"),
+    path("trip/<str:trip_id>/status/", trips.TripStatusView.as_view(), name="trip_status"),
+    path("trip/<str:trip_id>/cancel/", trips.TripCancelView.as_view(), name="trip_cancel"),
 ]

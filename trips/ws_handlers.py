@@ -1,7 +1,129 @@
-"""Trip messages over the WebSocket (PROTOCOL.md, "WebSocket").
+"""Trip messages over the WebSocket (PROTOCOL.md, "WebSocket"; docs/asyncapi.yaml).
 
-Each handler is `async (consumer, data) -> reply frame | None`: parse,
-call one service off the event loop, build the reply.
+Each handler is `async (consumer, data) -> reply frame | None`: validate
+`data`, call one service off the event loop and build the reply there too
+(serialising a trip reads its rider and driver, which is ORM work and must not
+run on the event loop). Who may do what is the services' call, as for REST,
+so a socket and a REST client get the same error codes.
+
+A handler that changes a trip answers its own socket with the new trip (the
+reply carries the request_id) and passes `origin_channel`, so the service's
+push after commit skips that one socket instead of sending it the same trip a
+second time. Every other socket, the caller's own included, still gets the push.
 """
 
-HANDLERS: dict = {}
+from collections.abc import Callable
+from uuid import UUID
+
+from rest_framework import serializers
+
+from dispatch.offers import offer_decline
+from trips import events
+from trips.models import Trip
+from trips.serializers import TripCancelSerializer, TripCreateSerializer
+from trips.services import trip_accept, trip_cancel, trip_create, trip_move
+
+
+class TripIdField(serializers.UUIDField):
+    """A trip id as the API writes it: a UUID string. Numbers are refused
+    (DRF's UUIDField would read 5 as 00000000-0000-0000-0000-000000000005)."""
+
+    def to_internal_value(self, data: object) -> UUID:
+        if not isinstance(data, str):
+            self.fail("invalid", value=data)
+        return super().to_internal_value(data)
+
+
+class TripRefSerializer(serializers.Serializer):
+    id = TripIdField()
+
+
+class TripUpdateSerializer(TripRefSerializer):
+    """`update.trip`: only `id` and `status` count; other fields are ignored.
+    Any trip status is well-formed; the table decides which moves happen."""
+
+    status = serializers.ChoiceField(choices=Trip.Status.choices)
+
+
+class TripCancelMessageSerializer(TripCancelSerializer):
+    """`cancel.trip`: the trip's id, and the REST body (`reason?`)."""
+
+    id = TripIdField()
+
+
+def _validated(serializer_class: type[serializers.Serializer], data: dict) -> dict:
+    serializer = serializer_class(data=data)
+    serializer.is_valid(raise_exception=True)
+    return serializer.validated_data
+
+
+async def _change_trip(consumer, reply_type: str, service: Callable, **kwargs) -> dict:
+    def run() -> dict:
+        trip = service(origin_channel=consumer.channel_name, **kwargs)
+        return events.frame(reply_type, events.trip_data(trip))
+
+    return await consumer.call(run)
+
+
+async def create_trip(consumer, data: dict) -> dict:
+    fields = _validated(TripCreateSerializer, data)
+    return await _change_trip(
+        consumer, events.TRIP_CREATED, trip_create, rider=consumer.user, **fields
+    )
+
+
+async def update_trip(consumer, data: dict) -> dict:
+    """The course's message. STARTED accepts the caller's live offer (as
+    `accept.trip`); CANCELED cancels (as `cancel.trip`, default reason);
+    IN_PROGRESS and COMPLETED move the caller's assigned trip (as REST's
+    status call). REQUESTED and EXPIRED are statuses no client sets:
+    `invalid_transition`, as for every move the table refuses."""
+    fields = _validated(TripUpdateSerializer, data)
+    trip_id, status = fields["id"], fields["status"]
+    if status == Trip.Status.CANCELED:
+        return await _change_trip(
+            consumer, events.TRIP_UPDATED, trip_cancel, trip_id=trip_id, user=consumer.user
+        )
+    if status == Trip.Status.STARTED:
+        return await _change_trip(
+            consumer, events.TRIP_UPDATED, trip_accept, trip_id=trip_id, driver=consumer.user
+        )
+    return await _change_trip(
+        consumer, events.TRIP_UPDATED, trip_move, trip_id=trip_id, user=consumer.user, status=status
+    )
+
+
+async def accept_trip(consumer, data: dict) -> dict:
+    trip_id = _validated(TripRefSerializer, data)["id"]
+    return await _change_trip(
+        consumer, events.TRIP_UPDATED, trip_accept, trip_id=trip_id, driver=consumer.user
+    )
+
+
+async def decline_trip(consumer, data: dict) -> dict:
+    """REST answers 204; a socket answers `trip.offer.declined`, so the
+    request_id gets its reply like every other request's."""
+    trip_id = _validated(TripRefSerializer, data)["id"]
+    offer = await consumer.call(offer_decline, trip_id=trip_id, driver=consumer.user)
+    return events.offer_declined(offer)
+
+
+async def cancel_trip(consumer, data: dict) -> dict:
+    fields = _validated(TripCancelMessageSerializer, data)
+    return await _change_trip(
+        consumer,
+        events.TRIP_UPDATED,
+        trip_cancel,
+        trip_id=fields["id"],
+        user=consumer.user,
+        reason=fields["reason"],
+    )
+
+
+HANDLERS: dict = {
+    "create.trip": create_trip,
+    "update.trip": update_trip,
+    "accept.trip": accept_trip,
+    "decline.trip": decline_trip,
+    "cancel.trip": cancel_trip,
+}

@@ -1,0 +1,115 @@
+"""Trips and offers written straight to the database, in any state, for tests
+that need a world the services would take several steps to build; and the
+status table as a grid of (status, action, role) cases, shared by the service
+and REST tests."""
+
+from datetime import timedelta
+
+from django.utils import timezone
+
+from dispatch.models import Offer
+from taxi.redis import get_redis
+from trips.errors import InvalidTransition, NotFound, OfferNotAvailable
+from trips.models import Trip, User
+
+S = Trip.Status
+
+
+def make_trip(rider: User, *, status: str = S.REQUESTED, driver=None, **fields) -> Trip:
+    fields.setdefault("pick_up_address", "123 Main Street")
+    fields.setdefault("pick_up_lat", 38.8977)
+    fields.setdefault("pick_up_lng", -77.0365)
+    fields.setdefault("drop_off_address", "456 Piney Road")
+    return Trip.objects.create(rider=rider, driver=driver, status=status, **fields)
+
+
+def make_offer(
+    trip: Trip, driver: User, *, status: str = Offer.Status.PENDING, expires_in_s: float = 15
+) -> Offer:
+    """An offer closing `expires_in_s` from now (negative: already overdue)."""
+    return Offer.objects.create(
+        trip=trip,
+        driver=driver,
+        status=status,
+        expires_at=timezone.now() + timedelta(seconds=expires_in_s),
+    )
+
+
+def snapshot(trip: Trip) -> tuple:
+    """What a refused call must leave alone, read fresh from the database."""
+    row = Trip.objects.get(pk=trip.pk)
+    return (row.status, row.version, row.driver_id, row.status_reason, row.updated)
+
+
+def offer_states(trip: Trip) -> dict:
+    return dict(Offer.objects.filter(trip=trip).values_list("driver_id", "status"))
+
+
+def queued_dispatches() -> int:
+    """`dispatch_trip` messages waiting on the (test) Celery broker."""
+    return get_redis().llen("celery")
+
+
+# The status table as cases. Roles are relative to one trip: its rider, its
+# assigned driver, the driver it is (or was) offered to, and two strangers.
+
+ROLES = ("rider", "assigned", "offered", "stranger_driver", "stranger_rider")
+ACTIONS = ("accept", "in_progress", "completed", "cancel")
+# (status, action, role) -> the status it moves to.
+ALLOWED = {
+    (S.REQUESTED, "accept", "offered"): S.STARTED,
+    (S.REQUESTED, "cancel", "rider"): S.CANCELED,
+    (S.STARTED, "in_progress", "assigned"): S.IN_PROGRESS,
+    (S.STARTED, "cancel", "rider"): S.CANCELED,
+    (S.STARTED, "cancel", "assigned"): S.CANCELED,
+    (S.IN_PROGRESS, "completed", "assigned"): S.COMPLETED,
+}
+ALLOWED_CASES = sorted(ALLOWED)
+REFUSED_CASES = [
+    (status, action, role)
+    for status in S.values
+    for action in ACTIONS
+    for role in ROLES
+    if (status, action, role) not in ALLOWED
+]
+# The trip each status is tested in: whether it has a driver, and how the
+# `offered` driver's offer stands.
+SETUPS = {
+    S.REQUESTED: (False, Offer.Status.PENDING),
+    S.STARTED: (True, Offer.Status.EXPIRED),
+    S.IN_PROGRESS: (True, Offer.Status.EXPIRED),
+    S.COMPLETED: (True, Offer.Status.EXPIRED),
+    S.CANCELED: (True, Offer.Status.REVOKED),
+    S.EXPIRED: (False, Offer.Status.REVOKED),
+}
+
+
+def make_world(make_user) -> dict[str, User]:
+    return {
+        "rider": make_user("rider"),
+        "assigned": make_user("driver"),
+        "offered": make_user("driver"),
+        "stranger_driver": make_user("driver"),
+        "stranger_rider": make_user("rider"),
+    }
+
+
+def build(world: dict[str, User], status: str) -> Trip:
+    has_driver, offer_status = SETUPS[status]
+    trip = make_trip(
+        world["rider"], status=status, driver=world["assigned"] if has_driver else None
+    )
+    make_offer(trip, world["offered"], status=offer_status)
+    return trip
+
+
+def refusal(status: str, action: str, role: str) -> type[Exception]:
+    """The error a refused case gets. Accept never tells a trip exists (no live
+    offer is no live offer); other moves say `invalid_transition` to those who
+    can read the trip and `not_found` to everyone else."""
+    if action == "accept":
+        return OfferNotAvailable
+    has_driver, _ = SETUPS[status]
+    participant = role == "rider" or (role == "assigned" and has_driver)
+    offered_now = role == "offered" and status == S.REQUESTED
+    return InvalidTransition if participant or offered_now else NotFound

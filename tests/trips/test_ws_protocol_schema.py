@@ -1,0 +1,314 @@
+"""docs/asyncapi.yaml against what the server really sends.
+
+A scripted session (a driver online, a rider's trips accepted, moved,
+completed, canceled during an offer, declined, expired, and an error of every
+kind) runs over real sockets; every frame any socket receives is validated
+against the document's schema for its `type`, and every valid frame the
+client sends against the client's. The session must meet every message and
+error code the document lists, so the document holds nothing the server
+never sends.
+"""
+
+import json
+from datetime import datetime
+from pathlib import Path
+
+import jsonschema
+import pytest
+import yaml
+from channels.db import database_sync_to_async
+from channels.testing import WebsocketCommunicator
+from django.conf import settings
+from referencing import Registry, Resource
+from referencing.jsonschema import DRAFT7
+
+from dispatch.services import trip_dispatch
+from tests.trips.test_consumer import TRIP_FIELDS, open_socket
+from trips import events
+from trips.consumers import FLOOD_STRIKES, TaxiConsumer, _handlers
+from trips.models import Trip
+from trips.services import trip_expire
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+DOC_PATH = Path(settings.BASE_DIR) / "docs" / "asyncapi.yaml"
+DOC_URI = "urn:taxi:asyncapi"
+CHANNEL = "/taxi/"
+
+
+def _load() -> dict:
+    with DOC_PATH.open(encoding="utf-8") as f:
+        return yaml.safe_load(f)
+
+
+DOC = _load()
+REGISTRY = Registry().with_resource(
+    DOC_URI, Resource.from_contents(DOC, default_specification=DRAFT7)
+)
+
+FORMATS = jsonschema.FormatChecker(formats=())
+
+
+@FORMATS.checks("date-time", raises=ValueError)
+def _is_datetime(value: object) -> bool:
+    return not isinstance(value, str) or datetime.fromisoformat(value).tzinfo is not None
+
+
+def _messages(operation: str) -> dict[str, str]:
+    """`type` -> JSON pointer of that message, for one direction."""
+    found = {}
+    for ref in DOC["channels"][CHANNEL][operation]["message"]["oneOf"]:
+        pointer = ref["$ref"]
+        message = DOC
+        for part in pointer.removeprefix("#/").split("/"):
+            message = message[part]
+        assert message["payload"]["properties"]["type"]["const"] == message["name"]
+        assert message["name"] not in found, f"two {operation} messages named {message['name']}"
+        found[message["name"]] = pointer
+    return found
+
+
+CLIENT_MESSAGES = _messages("publish")
+SERVER_MESSAGES = _messages("subscribe")
+ERROR_CODES = set(DOC["components"]["schemas"]["ErrorCode"]["enum"])
+
+
+def _validator(pointer: str) -> jsonschema.Draft7Validator:
+    schema = {"$ref": f"{DOC_URI}{pointer}/payload"}
+    return jsonschema.Draft7Validator(schema, registry=REGISTRY, format_checker=FORMATS)
+
+
+def validate_server_frame(frame: dict) -> None:
+    assert frame.get("type") in SERVER_MESSAGES, f"undocumented server frame {frame}"
+    _validator(SERVER_MESSAGES[frame["type"]]).validate(frame)
+
+
+def validate_client_frame(frame: dict) -> None:
+    assert frame.get("type") in CLIENT_MESSAGES, f"undocumented client frame {frame}"
+    _validator(CLIENT_MESSAGES[frame["type"]]).validate(frame)
+
+
+class Peer:
+    """One socket whose every received frame is checked against the document."""
+
+    def __init__(self, ws: WebsocketCommunicator, seen: dict) -> None:
+        self.ws, self.seen = ws, seen
+        self.sent = 0
+
+    async def send(self, type_: str, data: object = None, *, valid: bool = True) -> str:
+        self.sent += 1
+        request_id = f"r{self.sent}"
+        frame = {"type": type_, "data": data, "request_id": request_id}
+        if data is None:
+            del frame["data"]
+        if valid:
+            validate_client_frame(frame)
+        await self.ws.send_json_to(frame)
+        return request_id
+
+    async def send_raw(self, text: str | None = None, binary: bytes | None = None) -> None:
+        await self.ws.send_to(text_data=text, bytes_data=binary)
+
+    async def expect(self, type_: str, *, request_id: str | None = None) -> dict:
+        frame = await self.ws.receive_json_from(timeout=5)
+        validate_server_frame(frame)
+        self.seen.setdefault(frame["type"], []).append(frame)
+        assert frame["type"] == type_, frame
+        assert frame.get("request_id") == request_id, frame
+        return frame
+
+    async def expect_error(self, code: str, *, request_id: str | None = None) -> dict:
+        frame = await self.expect("error", request_id=request_id)
+        assert frame["data"]["code"] == code, frame
+        return frame
+
+    async def quiet(self) -> bool:
+        return await self.ws.receive_nothing(timeout=0.3)
+
+
+# --- the document itself -------------------------------------------------------------
+
+
+def test_the_document_is_asyncapi_with_valid_schemas():
+    assert DOC["asyncapi"].startswith("2.6")
+    for pointer in {**CLIENT_MESSAGES, **SERVER_MESSAGES}.values():
+        jsonschema.Draft7Validator.check_schema(_validator(pointer).schema)
+        _validator(pointer).is_valid({})  # every $ref inside resolves
+
+
+def test_every_message_type_the_server_handles_is_documented():
+    assert set(CLIENT_MESSAGES) == set(_handlers())
+
+
+def test_every_message_type_in_events_is_documented():
+    server_types = {
+        value
+        for name, value in vars(events).items()
+        if name.isupper() and isinstance(value, str) and name != "STREAM_PUSH"
+    }
+    assert server_types | {"echo.message"} == set(SERVER_MESSAGES)
+
+
+# --- the scripted session ------------------------------------------------------------
+
+
+@database_sync_to_async
+def dispatch(trip_id: str):
+    return trip_dispatch(trip_id=trip_id)
+
+
+@database_sync_to_async
+def expire(trip_id: str):
+    return trip_expire(trip_id=trip_id, reason=Trip.Reason.NO_DRIVERS)
+
+
+async def test_every_frame_of_a_scripted_session_matches_the_document(
+    ws_connect, rider, driver, make_user
+):
+    seen: dict[str, list[dict]] = {}
+    rider_ws = Peer(await open_socket(ws_connect, rider), seen)
+    rider_tablet = Peer(await open_socket(ws_connect, rider), seen)
+    driver_ws = Peer(await open_socket(ws_connect, driver), seen)
+    pick_up = {"lat": TRIP_FIELDS["pick_up_lat"], "lng": TRIP_FIELDS["pick_up_lng"]}
+
+    # Echo, and the driver goes online at the pick-up.
+    r = await driver_ws.send("echo.message", {"hello": [1, "two", None]})
+    await driver_ws.expect("echo.message", request_id=r)
+    r = await driver_ws.send("driver.online", pick_up)
+    await driver_ws.expect("driver.status", request_id=r)
+
+    # Trip 1: created, offered, accepted with update.trip, driven, completed.
+    r = await rider_ws.send("create.trip", TRIP_FIELDS)
+    trip_id = (await rider_ws.expect("trip.created", request_id=r))["data"]["id"]
+    await rider_tablet.expect("trip.created")
+    assert await dispatch(trip_id) is not None
+    offer = await driver_ws.expect("trip.offer")
+    assert offer["data"]["trip"]["id"] == trip_id
+
+    r = await driver_ws.send("update.trip", {"id": trip_id, "status": "STARTED"})
+    await driver_ws.expect("trip.updated", request_id=r)
+    await rider_ws.expect("trip.updated")
+    await rider_tablet.expect("trip.updated")
+
+    await driver_ws.send("update.location", {**pick_up, "heading": 90.0, "speed": 12.5})
+    await rider_ws.expect("driver.location")
+    await rider_tablet.expect("driver.location")
+    assert await driver_ws.quiet()  # a position has no reply
+
+    for status in ("IN_PROGRESS", "COMPLETED"):
+        r = await driver_ws.send("update.trip", {"id": trip_id, "status": status})
+        await driver_ws.expect("trip.updated", request_id=r)
+        await rider_ws.expect("trip.updated")
+        await rider_tablet.expect("trip.updated")
+
+    # Errors of every kind the client can cause, each with its request_id.
+    r = await rider_ws.send("cancel.trip", {"id": trip_id})
+    await rider_ws.expect_error("invalid_transition", request_id=r)
+    r = await rider_ws.send("cancel.trip", {"id": "3f1c0000-0000-0000-0000-000000000000"})
+    await rider_ws.expect_error("not_found", request_id=r)
+    r = await driver_ws.send("accept.trip", {"id": trip_id})
+    await driver_ws.expect_error("offer_not_available", request_id=r)
+    r = await driver_ws.send("create.trip", TRIP_FIELDS)
+    await driver_ws.expect_error("forbidden", request_id=r)
+    r = await rider_ws.send("create.trip", {**TRIP_FIELDS, "pick_up_lat": 91}, valid=False)
+    invalid = await rider_ws.expect_error("invalid", request_id=r)
+    assert "pick_up_lat" in invalid["data"]["errors"]
+    r = await rider_ws.send("update.trip", {"id": 5, "status": "DONE"}, valid=False)
+    await rider_ws.expect_error("invalid", request_id=r)
+    r = await rider_ws.send("launch.rocket", {}, valid=False)
+    await rider_ws.expect_error("unknown_type", request_id=r)
+    await rider_ws.send_raw('{"type": "create.trip", "data": {"pick_up_lat": NaN}}')
+    await rider_ws.expect_error("bad_json")
+    await rider_ws.send_raw("[]")
+    await rider_ws.expect_error("bad_json")
+    await rider_ws.send_raw(binary=b"\x00")
+    await rider_ws.expect_error("bad_json")
+
+    # Trip 2: the rider cancels while the driver holds its offer.
+    r = await rider_ws.send("create.trip", TRIP_FIELDS)
+    trip_id = (await rider_ws.expect("trip.created", request_id=r))["data"]["id"]
+    await rider_tablet.expect("trip.created")
+    r = await rider_ws.send("create.trip", TRIP_FIELDS)
+    await rider_ws.expect_error("active_trip_exists", request_id=r)
+    assert await dispatch(trip_id) is not None
+    await driver_ws.expect("trip.offer")
+    r = await rider_ws.send("cancel.trip", {"id": trip_id, "reason": "found a bus"})
+    canceled = await rider_ws.expect("trip.updated", request_id=r)
+    assert canceled["data"]["status_reason"] == "found a bus"
+    await rider_tablet.expect("trip.updated")
+    revoked = await driver_ws.expect("trip.offer.revoked")
+    assert revoked["data"]["reason"] == "canceled"
+
+    # Trip 3: the driver declines.
+    r = await rider_ws.send("create.trip", TRIP_FIELDS)
+    trip_id = (await rider_ws.expect("trip.created", request_id=r))["data"]["id"]
+    await rider_tablet.expect("trip.created")
+    assert await dispatch(trip_id) is not None
+    await driver_ws.expect("trip.offer")
+    r = await driver_ws.send("decline.trip", {"id": trip_id})
+    await driver_ws.expect("trip.offer.declined", request_id=r)
+    r = await rider_ws.send("update.trip", {"id": trip_id, "status": "CANCELED"})
+    await rider_ws.expect("trip.updated", request_id=r)
+    await rider_tablet.expect("trip.updated")
+
+    # Trip 4: offered, then the service gives up on it.
+    no_drop_off = {**TRIP_FIELDS, "drop_off_lat": None, "drop_off_lng": None}
+    r = await rider_ws.send("create.trip", no_drop_off)
+    trip_id = (await rider_ws.expect("trip.created", request_id=r))["data"]["id"]
+    await rider_tablet.expect("trip.created")
+    assert await dispatch(trip_id) is not None
+    await driver_ws.expect("trip.offer")
+    assert await expire(trip_id) is not None
+    expired = await driver_ws.expect("trip.offer.revoked")
+    assert expired["data"]["reason"] == "expired"
+    gone = await rider_ws.expect("trip.updated")
+    assert (gone["data"]["status"], gone["data"]["status_reason"]) == ("EXPIRED", "no_drivers")
+    await rider_tablet.expect("trip.updated")
+
+    # The driver goes offline.
+    r = await driver_ws.send("driver.offline", {})
+    await driver_ws.expect("driver.status", request_id=r)
+
+    # A flood on a socket of its own: rate_limited, then closed.
+    flooder_ws = await open_socket(ws_connect, await database_sync_to_async(make_user)("rider"))
+    flooder = Peer(flooder_ws, seen)
+    for _ in range(int(settings.WS_RATE_BURST) + 2 * FLOOD_STRIKES + 10):
+        await flooder.send("echo.message", 1)
+    while (output := await flooder_ws.receive_output(timeout=5))["type"] == "websocket.send":
+        frame = json.loads(output["text"])
+        validate_server_frame(frame)
+        seen.setdefault(frame["type"], []).append(frame)
+    assert output["code"] == 1008
+
+    # Then every socket has been fully read, and each message and error code
+    # the document lists was met.
+    for peer in (rider_ws, rider_tablet, driver_ws):
+        assert await peer.quiet()
+    seen_codes = {frame["data"]["code"] for frame in seen.get("error", [])}
+    assert seen_codes == ERROR_CODES - {"internal"}  # `internal`: the next test
+    assert set(seen) == set(SERVER_MESSAGES)
+
+
+async def test_an_internal_error_frame_matches_the_document(make_user):
+    async def broken(consumer, data):
+        raise ZeroDivisionError
+
+    class BrokenConsumer(TaxiConsumer):
+        handlers = {"echo.message": None, "break.things": broken}
+
+    user = await database_sync_to_async(make_user)("rider")
+    consumer_app = BrokenConsumer.as_asgi()
+
+    async def app(scope, receive, send):
+        return await consumer_app(dict(scope, user=user), receive, send)
+
+    ws = WebsocketCommunicator(app, "/taxi/")
+    assert (await ws.connect(timeout=5))[0]
+    try:
+        await ws.send_json_to({"type": "break.things", "data": {}, "request_id": "x"})
+        frame = await ws.receive_json_from(timeout=5)
+    finally:
+        await ws.disconnect()
+
+    validate_server_frame(frame)
+    assert frame["data"]["code"] == "internal"
