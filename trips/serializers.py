@@ -46,8 +46,19 @@ def longitude(**kwargs) -> BoundedFloatField:
 
 
 class TripSerializer(serializers.ModelSerializer):
-    rider = UserSerializer(read_only=True)
+    """The trip object. A driver who is only offered the trip sees `rider` as
+    null: like `trip.offer`, it carries no rider identity before acceptance."""
+
+    rider = UserSerializer(read_only=True, allow_null=True)
     driver = UserSerializer(read_only=True)
+
+    def to_representation(self, instance: Trip) -> dict:
+        data = super().to_representation(instance)
+        request = self.context.get("request")
+        viewer = getattr(request, "user", None)
+        if viewer is not None and viewer.pk not in (instance.rider_id, instance.driver_id):
+            data["rider"] = None
+        return data
 
     class Meta:
         model = Trip

@@ -466,6 +466,25 @@ def test_a_driver_reads_a_trip_only_while_it_is_offered_to_them(rider, driver, c
 
 
 @pytest.mark.django_db
+def test_an_offered_driver_does_not_see_who_the_rider_is_until_they_accept(
+    rider, driver, client_for
+):
+    trip = make_trip(rider)
+    make_offer(trip, driver)
+    client = client_for(driver)
+
+    offered_detail = client.get(url(trip)).json()
+    offered_listing = client.get("/api/trip/").json()
+    accepted = client.post(url(trip, "accept")).json()
+    rider_view = client_for(rider).get(url(trip)).json()
+
+    assert offered_detail["rider"] is None
+    assert [t["rider"] for t in offered_listing] == [None]
+    assert accepted["rider"]["id"] == rider.pk
+    assert rider_view["rider"]["username"] == rider.username
+
+
+@pytest.mark.django_db
 @pytest.mark.parametrize("trip_id", ["not-a-uuid", "1", str(uuid.uuid4()), "%00", "x" * 300])
 def test_unknown_or_malformed_ids_are_a_json_404(rider, client_for, trip_id):
     make_trip(rider)
