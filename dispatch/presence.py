@@ -1,9 +1,366 @@
-"""Driver presence and positions in Redis (DESIGN.md: no database write per ping)."""
+"""Driver presence and positions in Redis (DESIGN.md: no database write per ping).
+
+Every change of a driver's presence is one small Lua script, so it is atomic:
+a ping cannot put a driver back in the available set between the moment they
+are offered a trip and the moment that offer is recorded here, and a ping is
+one round trip whatever it decides (update the position, refresh last-seen,
+maybe forward the position to the rider).
+
+The database stays the truth about offers and trips. When this module and the
+database disagree (a lost key, a hook that ran late), the dispatch loop's
+checks under row locks decide, and it corrects this module as it goes.
+
+Key names and TTLs: `dispatch.keys`. The sync functions use `get_redis()`;
+`aping` is the event loop's twin of `ping`, on `get_async_redis()`.
+"""
+
+import hashlib
+import logging
+import time
+from collections.abc import Collection, Iterator
+from dataclasses import dataclass
+
+from django.conf import settings
+from redis.exceptions import NoScriptError, RedisError
+
+from dispatch import keys, matching
+from taxi.redis import get_async_redis, get_redis
+
+logger = logging.getLogger(__name__)
+
+
+class _Lua:
+    """A Lua script run by its SHA, loaded into whichever server lacks it
+    (redis-py's `register_script` binds a client; this takes one per call,
+    so the sync client and every per-loop async client share one object)."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.sha = hashlib.sha1(source.encode(), usedforsecurity=False).hexdigest()
+
+    def __call__(self, client, keys_: list[str], args: list) -> object:
+        try:
+            return client.evalsha(self.sha, len(keys_), *keys_, *args)
+        except NoScriptError:
+            client.script_load(self.source)
+            return client.evalsha(self.sha, len(keys_), *keys_, *args)
+
+    async def run_async(self, client, keys_: list[str], args: list) -> object:
+        try:
+            return await client.evalsha(self.sha, len(keys_), *keys_, *args)
+        except NoScriptError:
+            await client.script_load(self.source)
+            return await client.evalsha(self.sha, len(keys_), *keys_, *args)
+
+
+# KEYS: available, last_seen, driver hash.
+# ARGV: member, lng, lat, now, driver ttl, index ttl, forward interval.
+# Returns {trip, rider} when this position is due to the rider, else nil.
+_PING = _Lua("""
+local h = KEYS[3]
+local f = redis.call('HMGET', h, 'online', 'state', 'trip', 'rider', 'fwd')
+redis.call('HSET', h, 'lng', ARGV[2], 'lat', ARGV[3], 'seen', ARGV[4])
+redis.call('EXPIRE', h, ARGV[5])
+if f[1] == '1' then
+  redis.call('ZADD', KEYS[2], ARGV[4], ARGV[1])
+  redis.call('EXPIRE', KEYS[2], ARGV[6])
+  if not f[2] or f[2] == 'free' then
+    redis.call('GEOADD', KEYS[1], ARGV[2], ARGV[3], ARGV[1])
+    redis.call('EXPIRE', KEYS[1], ARGV[6])
+  end
+end
+if f[2] == 'on_trip' and f[3] then
+  local now = tonumber(ARGV[4])
+  if now - tonumber(f[5] or '0') >= tonumber(ARGV[7]) then
+    redis.call('HSET', h, 'fwd', ARGV[4])
+    return {f[3], f[4] or ''}
+  end
+end
+return false
+""")
+
+# KEYS: available, last_seen, driver hash.
+# ARGV: member, lng, lat, now, driver ttl, index ttl, state, trip, rider.
+_ONLINE = _Lua("""
+local h = KEYS[3]
+redis.call('HSET', h, 'online', '1', 'lng', ARGV[2], 'lat', ARGV[3], 'seen', ARGV[4],
+           'state', ARGV[7])
+if ARGV[7] == 'on_trip' then
+  redis.call('HSET', h, 'trip', ARGV[8], 'rider', ARGV[9])
+else
+  redis.call('HDEL', h, 'trip', 'rider', 'fwd')
+end
+redis.call('EXPIRE', h, ARGV[5])
+redis.call('ZADD', KEYS[2], ARGV[4], ARGV[1])
+redis.call('EXPIRE', KEYS[2], ARGV[6])
+if ARGV[7] == 'free' then
+  redis.call('GEOADD', KEYS[1], ARGV[2], ARGV[3], ARGV[1])
+  redis.call('EXPIRE', KEYS[1], ARGV[6])
+else
+  redis.call('ZREM', KEYS[1], ARGV[1])
+end
+return 1
+""")
+
+# KEYS: available, last_seen, driver hash. ARGV: member, driver ttl.
+_OFFLINE = _Lua("""
+redis.call('ZREM', KEYS[1], ARGV[1])
+redis.call('ZREM', KEYS[2], ARGV[1])
+redis.call('HSET', KEYS[3], 'online', '0')
+redis.call('EXPIRE', KEYS[3], ARGV[2])
+return 1
+""")
+
+# KEYS: available, driver hash. ARGV: member, driver ttl.
+# An offered driver leaves the available set; one on a trip stays on it.
+_OFFERED = _Lua("""
+redis.call('ZREM', KEYS[1], ARGV[1])
+if redis.call('HGET', KEYS[2], 'state') ~= 'on_trip' then
+  redis.call('HSET', KEYS[2], 'state', 'offered')
+end
+redis.call('EXPIRE', KEYS[2], ARGV[2])
+return 1
+""")
+
+# KEYS: available, driver hash. ARGV: member, driver ttl, trip, rider.
+_ASSIGNED = _Lua("""
+redis.call('ZREM', KEYS[1], ARGV[1])
+redis.call('HSET', KEYS[2], 'state', 'on_trip', 'trip', ARGV[3], 'rider', ARGV[4], 'fwd', '0')
+redis.call('EXPIRE', KEYS[2], ARGV[2])
+return 1
+""")
+
+# KEYS: available, last_seen, driver hash.
+# ARGV: member, now, presence ttl, driver ttl, index ttl.
+# Returns 1 when the driver is back in the available set.
+_RELEASED = _Lua("""
+local h = KEYS[3]
+if redis.call('EXISTS', h) == 0 then return 0 end
+redis.call('HSET', h, 'state', 'free')
+redis.call('HDEL', h, 'trip', 'rider', 'fwd')
+redis.call('EXPIRE', h, ARGV[4])
+local f = redis.call('HMGET', h, 'online', 'lng', 'lat')
+if f[1] ~= '1' or not f[2] or not f[3] then return 0 end
+local seen = redis.call('ZSCORE', KEYS[2], ARGV[1])
+if not seen or tonumber(ARGV[2]) - tonumber(seen) >= tonumber(ARGV[3]) then return 0 end
+redis.call('GEOADD', KEYS[1], f[2], f[3], ARGV[1])
+redis.call('EXPIRE', KEYS[1], ARGV[5])
+redis.call('EXPIRE', KEYS[2], ARGV[5])
+return 1
+""")
+
+# KEYS: available, last_seen. ARGV: lng, lat, radius km, count.
+# Returns {member, distance km, last seen or nil} nearest first.
+_SEARCH = _Lua("""
+local found = redis.call('GEOSEARCH', KEYS[1], 'FROMLONLAT', ARGV[1], ARGV[2],
+                         'BYRADIUS', ARGV[3], 'km', 'ASC', 'COUNT', ARGV[4], 'WITHDIST')
+local out = {}
+for i, hit in ipairs(found) do
+  out[i] = {hit[1], hit[2], redis.call('ZSCORE', KEYS[2], hit[1])}
+end
+return out
+""")
+
+# KEYS: available, last_seen. ARGV: cutoff, batch.
+# Drivers not heard from since `cutoff` leave both sets; returns their ids.
+_SWEEP_SILENT = _Lua("""
+local silent = redis.call('ZRANGE', KEYS[2], '-inf', ARGV[1], 'BYSCORE', 'LIMIT', 0, ARGV[2])
+for _, member in ipairs(silent) do
+  redis.call('ZREM', KEYS[1], member)
+  redis.call('ZREM', KEYS[2], member)
+end
+return silent
+""")
+
+
+@dataclass(frozen=True, slots=True)
+class Forward:
+    """A position due to the rider of the driver's trip."""
+
+    trip_id: str
+    rider_id: int
+
+
+def _now() -> float:
+    return time.time()
+
+
+def _stamp(now: float) -> str:
+    return f"{now:.3f}"
+
+
+def _ping_args(driver_id: int, lat: float, lng: float, now: float) -> tuple[list, list]:
+    return (
+        [keys.AVAILABLE, keys.LAST_SEEN, keys.driver(driver_id)],
+        [
+            driver_id,
+            repr(float(lng)),
+            repr(float(lat)),
+            _stamp(now),
+            keys.DRIVER_TTL_S,
+            keys.index_ttl_s(),
+            keys.FORWARD_MIN_INTERVAL_S,
+        ],
+    )
+
+
+def _forward(reply: object) -> Forward | None:
+    if not reply:
+        return None
+    trip_id, rider_id = reply
+    if not trip_id or not str(rider_id).isdigit():
+        return None
+    return Forward(trip_id=trip_id, rider_id=int(rider_id))
+
+
+def ping(driver_id: int, *, lat: float, lng: float) -> Forward | None:
+    """A position from the driver: one round trip. Returns where to forward
+    it when the driver is on a trip and the rider is due an update."""
+    keys_, args = _ping_args(driver_id, lat, lng, _now())
+    return _forward(_PING(get_redis(), keys_, args))
+
+
+async def aping(driver_id: int, *, lat: float, lng: float) -> Forward | None:
+    keys_, args = _ping_args(driver_id, lat, lng, _now())
+    return _forward(await _PING.run_async(get_async_redis(), keys_, args))
+
+
+def set_online(
+    driver_id: int,
+    *,
+    lat: float,
+    lng: float,
+    state: str = keys.STATE_FREE,
+    trip_id: object = None,
+    rider_id: int | None = None,
+) -> None:
+    """The driver is online at (lat, lng). `state` is what the database says
+    they are doing: free drivers enter the available set, the others wait
+    for their offer or trip to end."""
+    _ONLINE(
+        get_redis(),
+        [keys.AVAILABLE, keys.LAST_SEEN, keys.driver(driver_id)],
+        [
+            driver_id,
+            repr(float(lng)),
+            repr(float(lat)),
+            _stamp(_now()),
+            keys.DRIVER_TTL_S,
+            keys.index_ttl_s(),
+            state,
+            "" if trip_id is None else str(trip_id),
+            "" if rider_id is None else str(rider_id),
+        ],
+    )
+
+
+def set_offline(driver_id: int) -> None:
+    """No new offers. A trip in progress is kept (and still forwarded)."""
+    _OFFLINE(
+        get_redis(),
+        [keys.AVAILABLE, keys.LAST_SEEN, keys.driver(driver_id)],
+        [driver_id, keys.DRIVER_TTL_S],
+    )
+
+
+def mark_offered(driver_id: int) -> None:
+    """The driver holds a live offer: out of the available set until released."""
+    _OFFERED(get_redis(), [keys.AVAILABLE, keys.driver(driver_id)], [driver_id, keys.DRIVER_TTL_S])
 
 
 def on_driver_assigned(driver_id: int, *, trip_id, rider_id: int) -> None:
-    """The driver took a trip: no more offers; positions now stream to the rider."""
+    """The driver took a trip: no more offers; positions now stream to the rider.
+
+    Runs after the accept commits; a Redis failure is logged, not raised (the
+    trip is assigned either way, and the database check keeps the driver from
+    being offered another trip meanwhile)."""
+    try:
+        _ASSIGNED(
+            get_redis(),
+            [keys.AVAILABLE, keys.driver(driver_id)],
+            [driver_id, keys.DRIVER_TTL_S, str(trip_id), str(rider_id)],
+        )
+    except RedisError:
+        logger.exception("presence.assign_failed", extra={"driver_id": driver_id})
 
 
-def on_driver_released(driver_id: int) -> None:
-    """The driver's offer or trip ended: available again if still online."""
+def on_driver_released(driver_id: int) -> bool:
+    """The driver's offer or trip ended: available again if still online and
+    heard from lately. Returns whether they are back in the available set."""
+    try:
+        back = _RELEASED(
+            get_redis(),
+            [keys.AVAILABLE, keys.LAST_SEEN, keys.driver(driver_id)],
+            [
+                driver_id,
+                _stamp(_now()),
+                settings.DRIVER_PRESENCE_TTL_S,
+                keys.DRIVER_TTL_S,
+                keys.index_ttl_s(),
+            ],
+        )
+    except RedisError:
+        logger.exception("presence.release_failed", extra={"driver_id": driver_id})
+        return False
+    return bool(back)
+
+
+def nearest_available(
+    *, lat: float, lng: float, exclude: Collection[int] = ()
+) -> Iterator[matching.Candidate]:
+    """Available drivers around (lat, lng), ring by ring (DISPATCH_RADII_KM),
+    nearest first, skipping `exclude` and the stale (`matching.ring_search`)."""
+    client = get_redis()
+
+    def search(radius_km: float, count: int) -> list:
+        reply = _SEARCH(
+            client,
+            [keys.AVAILABLE, keys.LAST_SEEN],
+            [repr(float(lng)), repr(float(lat)), repr(float(radius_km)), count],
+        )
+        return [(member, float(distance), seen) for member, distance, seen in reply]
+
+    return matching.ring_search(
+        search,
+        rings=matching.search_rings(settings.DISPATCH_RADII_KM),
+        exclude=exclude,
+        fresh_after=_now() - settings.DRIVER_PRESENCE_TTL_S,
+    )
+
+
+def nearby(*, lat: float, lng: float, radius_km: float, limit: int) -> list[tuple[float, float]]:
+    """Positions of available drivers within radius_km, nearest first, rounded
+    to about 100 m. No ids leave this function."""
+    client = get_redis()
+    found = client.geosearch(
+        keys.AVAILABLE,
+        longitude=lng,
+        latitude=lat,
+        radius=radius_km,
+        unit="km",
+        sort="ASC",
+        count=limit,
+        withcoord=True,
+    )
+    if not found:
+        return []
+    seen = client.zmscore(keys.LAST_SEEN, [member for member, _ in found])
+    fresh_after = _now() - settings.DRIVER_PRESENCE_TTL_S
+    return [
+        matching.round_position(position[1], position[0])
+        for (_member, position), last in zip(found, seen, strict=True)
+        if last is not None and last > fresh_after
+    ]
+
+
+def sweep_silent(*, batch: int) -> list[int]:
+    """Drivers silent for DRIVER_PRESENCE_TTL_S leave the available set (a
+    later ping brings them back). Their hash, and so a trip, is kept."""
+    cutoff = _now() - settings.DRIVER_PRESENCE_TTL_S
+    removed = _SWEEP_SILENT(get_redis(), [keys.AVAILABLE, keys.LAST_SEEN], [_stamp(cutoff), batch])
+    return [int(member) for member in removed]
+
+
+def driver_state(driver_id: int) -> dict[str, str]:
+    """The driver's hash as stored (for operators and tests)."""
+    return get_redis().hgetall(keys.driver(driver_id))

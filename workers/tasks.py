@@ -1,8 +1,86 @@
-"""Celery tasks: thin adapters that take ids, re-read and call a service."""
+"""Celery tasks: thin adapters that take ids, re-read and call a service.
+
+Every task here is idempotent (safe to run twice, late, or beside a copy of
+itself: the services move state by conditional writes under row locks), so
+each acknowledges late and is redelivered if its worker dies. Transient
+failures of Redis or the database are retried with backoff; anything else is
+a bug, logged by Celery, and the sweeper repairs what it left.
+"""
+
+import logging
+from uuid import UUID
 
 from celery import shared_task
+from django.db import InterfaceError, OperationalError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from dispatch import services
+
+logger = logging.getLogger(__name__)
+
+TRANSIENT_ERRORS = (OperationalError, InterfaceError, RedisConnectionError, RedisTimeoutError)
+
+_COMMON = {
+    "ignore_result": True,
+    "serializer": "json",
+    "acks_late": True,
+    "reject_on_worker_lost": True,
+    "autoretry_for": TRANSIENT_ERRORS,
+    "retry_backoff": 0.5,
+    "retry_backoff_max": 30,
+    "retry_jitter": True,
+    "max_retries": 8,
+}
+# One trip or one offer: quick, or something is wrong.
+_SHORT = {**_COMMON, "soft_time_limit": 10, "time_limit": 20}
+# A sweep touches at most DISPATCH_SWEEP_BATCH rows of each kind.
+_SWEEP = {**_COMMON, "soft_time_limit": 45, "time_limit": 60, "max_retries": 2}
+
+# Added to a re-queued expiry, so a clock slightly behind lands after the deadline.
+EXPIRY_SLACK_S = 0.05
 
 
-@shared_task(name="workers.dispatch_trip", ignore_result=True)
+def _uuid(value: str, task: str) -> UUID | None:
+    try:
+        return UUID(str(value))
+    except ValueError:
+        logger.warning("workers.bad_argument", extra={"task": task, "value": str(value)[:64]})
+        return None
+
+
+@shared_task(name="workers.dispatch_trip", **_SHORT)
 def dispatch_trip(trip_id: str) -> None:
-    """Offer the trip to its next candidate driver (filled in by the dispatch loop)."""
+    """Offer the trip to its next candidate driver, or expire it (no_drivers)."""
+    trip_uuid = _uuid(trip_id, "dispatch_trip")
+    if trip_uuid is not None:
+        services.trip_dispatch(trip_id=trip_uuid)
+
+
+@shared_task(name="workers.expire_offer", **_SHORT)
+def expire_offer(offer_id: str) -> None:
+    """Close the offer if its deadline passed unanswered; run early, wait again."""
+    offer_uuid = _uuid(offer_id, "expire_offer")
+    if offer_uuid is None:
+        return
+    result = services.offer_expire(offer_id=offer_uuid)
+    if result.retry_in_s is not None:
+        expire_offer.apply_async((str(offer_uuid),), countdown=result.retry_in_s + EXPIRY_SLACK_S)
+
+
+@shared_task(name="workers.sweep_dispatch", **_SWEEP)
+def sweep_dispatch() -> None:
+    """Expire overdue offers whose task was lost; re-dispatch stranded trips."""
+    services.dispatch_sweep()
+
+
+@shared_task(name="workers.expire_stale_trips", **_SWEEP)
+def expire_stale_trips() -> None:
+    """REQUESTED trips older than TRIP_STALE_AFTER_S become EXPIRED (stale)."""
+    services.trips_expire_stale()
+
+
+@shared_task(name="workers.sweep_silent_drivers", **_SWEEP)
+def sweep_silent_drivers() -> None:
+    """Drivers silent for DRIVER_PRESENCE_TTL_S leave the available set."""
+    services.drivers_sweep_silent()

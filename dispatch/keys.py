@@ -1,0 +1,58 @@
+"""Every Redis key dispatch uses, and how long each lives (STYLE.md rule 10).
+
+Redis holds what can be rebuilt: who is online, where, and whether they are
+free. The database stays the truth about offers and trips; a key lost here
+costs a driver one `driver.online`, never a wrong trip.
+
+    AVAILABLE      GEO set (a sorted set underneath) of the drivers that may be
+                   offered a trip now: online, free, heard from lately. Searched
+                   by the dispatch loop and /api/driver/nearby/.
+    LAST_SEEN      sorted set: online driver id -> unix time of the last ping.
+                   The silent-driver sweep reads it oldest first.
+    driver(id)     hash per driver: `online` ("1"/"0"), `state` (free, offered,
+                   on_trip), `trip` and `rider` while on a trip, `lat`/`lng` of
+                   the last position, `seen` (unix time) and `fwd` (unix time of
+                   the last position forwarded to the rider).
+
+The two shared sets get a TTL refreshed by every write, so a Redis left alone
+(the whole fleet silent) empties itself; their members are pruned one by one
+by the sweep. A driver's hash lives as long as its owner keeps pinging, with a
+margin longer than any trip, so a driver on a trip whose phone goes quiet for
+a while still has their trip when it speaks again.
+"""
+
+from django.conf import settings
+
+PREFIX = "taxi:dispatch:"
+
+AVAILABLE = PREFIX + "available"
+LAST_SEEN = PREFIX + "last_seen"
+
+# Hash fields of `driver(id)`.
+FIELD_ONLINE = "online"
+FIELD_STATE = "state"
+FIELD_TRIP = "trip"
+FIELD_RIDER = "rider"
+FIELD_LAT = "lat"
+FIELD_LNG = "lng"
+FIELD_SEEN = "seen"
+FIELD_FORWARDED = "fwd"
+
+# Values of FIELD_STATE.
+STATE_FREE = "free"
+STATE_OFFERED = "offered"
+STATE_ON_TRIP = "on_trip"
+
+# A driver's hash outlives silence by this much: longer than any trip.
+DRIVER_TTL_S = 6 * 3600
+# Positions go to the rider at most this often per driver (4 a second).
+FORWARD_MIN_INTERVAL_S = 0.25
+
+
+def driver(driver_id: int | str) -> str:
+    return f"{PREFIX}driver:{driver_id}"
+
+
+def index_ttl_s() -> int:
+    """TTL of AVAILABLE and LAST_SEEN: a few presence windows past the last write."""
+    return int(settings.DRIVER_PRESENCE_TTL_S * 4) + 60

@@ -1,0 +1,159 @@
+"""Drivers over REST (PROTOCOL.md, "Drivers"): presence, positions, the public map."""
+
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    OpenApiResponse,
+    extend_schema,
+    inline_serializer,
+)
+from rest_framework import permissions, serializers, status
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from dispatch import presence, services
+from trips.serializers import (
+    BoundedFloatField,
+    ErrorSerializer,
+    LocationSerializer,
+    PositionSerializer,
+    latitude,
+    longitude,
+)
+
+# /nearby/ answers at most this many drivers within at most this radius.
+NEARBY_MAX_RADIUS_KM = 50.0
+NEARBY_DEFAULT_RADIUS_KM = 5.0
+NEARBY_MAX_DRIVERS = 100
+
+
+class IsDriver(permissions.BasePermission):
+    message = "Only drivers can do that."
+
+    def has_permission(self, request: Request, view) -> bool:
+        return bool(request.user and request.user.is_authenticated and request.user.is_driver)
+
+
+UNAVAILABLE = OpenApiResponse(
+    ErrorSerializer, description="`unavailable`: presence storage did not answer; retry."
+)
+StatusSerializer = inline_serializer(
+    "DriverStatus", {"status": serializers.ChoiceField(choices=["online", "offline"])}
+)
+
+
+class DriverOnlineView(APIView):
+    permission_classes = (permissions.IsAuthenticated, IsDriver)
+
+    @extend_schema(
+        summary="Go online at a position (drivers)",
+        request=PositionSerializer,
+        responses={200: StatusSerializer, 503: UNAVAILABLE},
+    )
+    def post(self, request: Request) -> Response:
+        serializer = PositionSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        services.driver_go_online(driver=request.user, **serializer.validated_data)
+        return Response({"status": "online"})
+
+
+class DriverOfflineView(APIView):
+    permission_classes = (permissions.IsAuthenticated, IsDriver)
+
+    @extend_schema(
+        summary="Go offline (drivers); a live offer is withdrawn, a trip continues",
+        request=None,
+        responses={200: StatusSerializer, 503: UNAVAILABLE},
+    )
+    def post(self, request: Request) -> Response:
+        services.driver_go_offline(driver=request.user)
+        return Response({"status": "offline"})
+
+
+class DriverLocationView(APIView):
+    permission_classes = (permissions.IsAuthenticated, IsDriver)
+
+    @extend_schema(
+        summary="Report a position (drivers); forwarded to the rider during a trip",
+        request=LocationSerializer,
+        responses={204: None, 503: UNAVAILABLE},
+    )
+    def post(self, request: Request) -> Response:
+        serializer = LocationSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        location = serializer.validated_data
+        services.driver_report_location(
+            driver=request.user,
+            lat=location["lat"],
+            lng=location["lng"],
+            heading=location["heading"],
+        )
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class NearbyQuerySerializer(serializers.Serializer):
+    lat = latitude()
+    lng = longitude()
+    radius_km = BoundedFloatField(
+        low=0.001, high=NEARBY_MAX_RADIUS_KM, required=False, default=NEARBY_DEFAULT_RADIUS_KM
+    )
+
+    def to_internal_value(self, data):
+        # A query string carries text: read each value as a number first, so
+        # the bounded fields (strict about JSON types) judge range and finiteness.
+        numbers, errors = {}, {}
+        for name in ("lat", "lng", "radius_km"):
+            raw = data.get(name)
+            if raw is None:
+                continue
+            try:
+                numbers[name] = float(raw)
+            except (TypeError, ValueError):
+                errors[name] = ["A valid number is required."]
+        if errors:
+            raise serializers.ValidationError(errors)
+        return super().to_internal_value(numbers)
+
+
+NearbySerializer = inline_serializer(
+    "NearbyDrivers",
+    {
+        "count": serializers.IntegerField(),
+        "drivers": inline_serializer(
+            "NearbyDriver",
+            {"lat": serializers.FloatField(), "lng": serializers.FloatField()},
+            many=True,
+        ),
+    },
+)
+
+
+class DriverNearbyView(APIView):
+    """Available drivers around a point, for a map: positions rounded to about
+    100 m, no identities, at most NEARBY_MAX_DRIVERS within NEARBY_MAX_RADIUS_KM."""
+
+    @extend_schema(
+        summary="Available drivers near a point, rounded, without identities",
+        parameters=[
+            OpenApiParameter("lat", float, required=True),
+            OpenApiParameter("lng", float, required=True),
+            OpenApiParameter(
+                "radius_km",
+                float,
+                description=f"default {NEARBY_DEFAULT_RADIUS_KM}, at most {NEARBY_MAX_RADIUS_KM}",
+            ),
+        ],
+        responses={200: NearbySerializer, 503: UNAVAILABLE},
+    )
+    def get(self, request: Request) -> Response:
+        query = NearbyQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        with services.presence_store():
+            positions = presence.nearby(
+                lat=query.validated_data["lat"],
+                lng=query.validated_data["lng"],
+                radius_km=query.validated_data["radius_km"],
+                limit=NEARBY_MAX_DRIVERS,
+            )
+        drivers = [{"lat": lat, "lng": lng} for lat, lng in positions]
+        return Response({"count": len(drivers), "drivers": drivers})

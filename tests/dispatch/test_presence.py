@@ -1,0 +1,268 @@
+"""Presence in Redis: the Lua scripts' availability rules, forwarding, TTLs.
+
+Real Redis (the test database); the clock is the only thing set by hand.
+"""
+
+import pytest
+from django.conf import settings
+
+from dispatch import keys, presence
+from taxi.redis import get_redis
+
+HERE = (38.8977, -77.0365)
+DRIVER, OTHER = 101, 102
+TRIP_ID = "3f1c0000-0000-4000-8000-000000000001"
+RIDER = 7
+
+
+@pytest.fixture
+def clock(monkeypatch):
+    """Presence's notion of now, moved by the test."""
+
+    class Clock:
+        now = 1_700_000_000.0
+
+        def advance(self, seconds: float) -> None:
+            self.now += seconds
+
+    c = Clock()
+    monkeypatch.setattr(presence, "_now", lambda: c.now)
+    return c
+
+
+def available() -> set[int]:
+    return {int(m) for m in get_redis().zrange(keys.AVAILABLE, 0, -1)}
+
+
+def position(driver_id: int) -> tuple[float, float]:
+    lng, lat = get_redis().geopos(keys.AVAILABLE, driver_id)[0]
+    return lat, lng
+
+
+def assert_every_key_expires():
+    client = get_redis()
+    names = client.keys(keys.PREFIX + "*")
+    assert names, "nothing stored"
+    for name in names:
+        assert client.ttl(name) > 0, f"{name} has no TTL"
+
+
+def test_online_puts_a_free_driver_in_the_available_set(clock):
+    presence.set_online(DRIVER, lat=HERE[0], lng=HERE[1])
+
+    assert available() == {DRIVER}
+    assert position(DRIVER) == pytest.approx(HERE, abs=1e-5)
+    state = presence.driver_state(DRIVER)
+    assert state["online"] == "1" and state["state"] == keys.STATE_FREE
+    assert get_redis().zscore(keys.LAST_SEEN, DRIVER) == pytest.approx(clock.now)
+    assert_every_key_expires()
+
+
+def test_online_while_on_a_trip_keeps_the_driver_out_of_the_available_set(clock):
+    presence.set_online(
+        DRIVER, lat=HERE[0], lng=HERE[1], state=keys.STATE_ON_TRIP, trip_id=TRIP_ID, rider_id=RIDER
+    )
+
+    assert available() == set()
+    assert presence.driver_state(DRIVER)["trip"] == TRIP_ID
+    assert presence.ping(DRIVER, lat=HERE[0], lng=HERE[1]) == presence.Forward(TRIP_ID, RIDER)
+
+
+def test_a_ping_moves_an_available_driver_in_one_call(clock):
+    presence.set_online(DRIVER, lat=HERE[0], lng=HERE[1])
+    clock.advance(3)
+
+    forward = presence.ping(DRIVER, lat=38.9, lng=-77.04)
+
+    assert forward is None
+    assert position(DRIVER) == pytest.approx((38.9, -77.04), abs=1e-5)
+    assert get_redis().zscore(keys.LAST_SEEN, DRIVER) == pytest.approx(clock.now)
+    assert_every_key_expires()
+
+
+def test_a_ping_from_a_driver_who_never_went_online_makes_nobody_available(clock):
+    presence.ping(DRIVER, lat=HERE[0], lng=HERE[1])
+
+    assert available() == set()
+    assert get_redis().zscore(keys.LAST_SEEN, DRIVER) is None
+    assert_every_key_expires()
+
+
+def test_an_offered_driver_leaves_the_set_and_pings_do_not_bring_them_back(clock):
+    presence.set_online(DRIVER, lat=HERE[0], lng=HERE[1])
+    presence.set_online(OTHER, lat=HERE[0], lng=HERE[1])
+
+    presence.mark_offered(DRIVER)
+    presence.ping(DRIVER, lat=HERE[0], lng=HERE[1])
+
+    assert available() == {OTHER}
+    assert presence.driver_state(DRIVER)["state"] == keys.STATE_OFFERED
+
+
+def test_release_brings_an_online_fresh_driver_back_where_they_last_were(clock):
+    presence.set_online(DRIVER, lat=HERE[0], lng=HERE[1])
+    presence.mark_offered(DRIVER)
+    presence.ping(DRIVER, lat=38.91, lng=-77.05)
+
+    assert presence.on_driver_released(DRIVER) is True
+
+    assert available() == {DRIVER}
+    assert position(DRIVER) == pytest.approx((38.91, -77.05), abs=1e-5)
+    assert presence.driver_state(DRIVER)["state"] == keys.STATE_FREE
+
+
+def test_release_leaves_an_offline_driver_out(clock):
+    presence.set_online(DRIVER, lat=HERE[0], lng=HERE[1])
+    presence.mark_offered(DRIVER)
+    presence.set_offline(DRIVER)
+
+    assert presence.on_driver_released(DRIVER) is False
+    assert available() == set()
+
+
+def test_release_leaves_a_silent_driver_out(clock):
+    presence.set_online(DRIVER, lat=HERE[0], lng=HERE[1])
+    presence.mark_offered(DRIVER)
+    clock.advance(settings.DRIVER_PRESENCE_TTL_S + 1)
+
+    assert presence.on_driver_released(DRIVER) is False
+    assert available() == set()
+
+
+def test_release_of_a_driver_redis_never_heard_of_creates_nothing(clock):
+    assert presence.on_driver_released(DRIVER) is False
+    assert get_redis().keys(keys.PREFIX + "*") == []
+
+
+def test_an_assigned_driver_streams_to_the_rider_at_most_every_quarter_second(clock):
+    presence.set_online(DRIVER, lat=HERE[0], lng=HERE[1])
+    presence.on_driver_assigned(DRIVER, trip_id=TRIP_ID, rider_id=RIDER)
+    assert available() == set()
+
+    first = presence.ping(DRIVER, lat=HERE[0], lng=HERE[1])
+    clock.advance(0.1)
+    too_soon = presence.ping(DRIVER, lat=HERE[0], lng=HERE[1])
+    clock.advance(keys.FORWARD_MIN_INTERVAL_S)
+    again = presence.ping(DRIVER, lat=HERE[0], lng=HERE[1])
+
+    assert first == presence.Forward(trip_id=TRIP_ID, rider_id=RIDER)
+    assert too_soon is None
+    assert again == first
+    assert available() == set(), "pings on a trip never make the driver available"
+    assert_every_key_expires()
+
+
+async def test_the_async_ping_makes_the_same_decisions(clock):
+    presence.set_online(DRIVER, lat=HERE[0], lng=HERE[1])
+    presence.on_driver_assigned(DRIVER, trip_id=TRIP_ID, rider_id=RIDER)
+
+    first = await presence.aping(DRIVER, lat=HERE[0], lng=HERE[1])
+    too_soon = await presence.aping(DRIVER, lat=HERE[0], lng=HERE[1])
+
+    assert first == presence.Forward(trip_id=TRIP_ID, rider_id=RIDER)
+    assert too_soon is None
+
+
+def test_after_the_trip_positions_stop_going_to_the_rider(clock):
+    presence.set_online(DRIVER, lat=HERE[0], lng=HERE[1])
+    presence.on_driver_assigned(DRIVER, trip_id=TRIP_ID, rider_id=RIDER)
+
+    presence.on_driver_released(DRIVER)
+    clock.advance(1)
+
+    assert presence.ping(DRIVER, lat=HERE[0], lng=HERE[1]) is None
+    assert available() == {DRIVER}
+    assert "trip" not in presence.driver_state(DRIVER)
+
+
+def test_offline_during_a_trip_keeps_the_trip_and_its_stream(clock):
+    presence.set_online(DRIVER, lat=HERE[0], lng=HERE[1])
+    presence.on_driver_assigned(DRIVER, trip_id=TRIP_ID, rider_id=RIDER)
+
+    presence.set_offline(DRIVER)
+
+    assert presence.ping(DRIVER, lat=HERE[0], lng=HERE[1]) == presence.Forward(TRIP_ID, RIDER)
+    assert available() == set()
+    assert get_redis().zscore(keys.LAST_SEEN, DRIVER) is None
+
+
+def test_the_silent_sweep_removes_only_the_silent(clock):
+    presence.set_online(DRIVER, lat=HERE[0], lng=HERE[1])
+    presence.set_online(OTHER, lat=HERE[0], lng=HERE[1])
+    presence.on_driver_assigned(OTHER, trip_id=TRIP_ID, rider_id=RIDER)
+    clock.advance(settings.DRIVER_PRESENCE_TTL_S / 2)
+    presence.set_online(103, lat=HERE[0], lng=HERE[1])
+    clock.advance(settings.DRIVER_PRESENCE_TTL_S / 2 + 1)
+
+    removed = presence.sweep_silent(batch=100)
+
+    assert sorted(removed) == [DRIVER, OTHER]
+    assert available() == {103}
+    assert presence.driver_state(OTHER)["trip"] == TRIP_ID, "a driver on a trip keeps it"
+    assert presence.sweep_silent(batch=100) == [], "a second run finds nothing"
+
+
+def test_a_swept_driver_who_speaks_again_is_available_again(clock):
+    presence.set_online(DRIVER, lat=HERE[0], lng=HERE[1])
+    clock.advance(settings.DRIVER_PRESENCE_TTL_S + 1)
+    presence.sweep_silent(batch=100)
+    assert available() == set()
+
+    presence.ping(DRIVER, lat=HERE[0], lng=HERE[1])
+
+    assert available() == {DRIVER}
+
+
+def test_the_silent_sweep_is_bounded_per_run(clock):
+    for driver_id in range(1, 11):
+        presence.set_online(driver_id, lat=HERE[0], lng=HERE[1])
+    clock.advance(settings.DRIVER_PRESENCE_TTL_S + 1)
+
+    assert len(presence.sweep_silent(batch=4)) == 4
+    assert len(available()) == 6
+
+
+def test_search_returns_fresh_drivers_nearest_first_skipping_the_excluded(clock):
+    presence.set_online(1, lat=HERE[0] + 0.010, lng=HERE[1])  # ~1.1 km
+    presence.set_online(2, lat=HERE[0] + 0.004, lng=HERE[1])  # ~0.45 km
+    presence.set_online(3, lat=HERE[0] + 0.030, lng=HERE[1])  # ~3.3 km
+    presence.set_online(4, lat=HERE[0] + 0.200, lng=HERE[1])  # ~22 km: out of range
+    presence.set_online(5, lat=HERE[0] + 0.001, lng=HERE[1])
+    presence.set_offline(5)
+
+    found = list(presence.nearest_available(lat=HERE[0], lng=HERE[1], exclude={1}))
+
+    assert [c.driver_id for c in found] == [2, 3]
+    assert found[0].distance_km == pytest.approx(0.445, abs=0.01)
+
+
+def test_search_skips_drivers_silent_too_long_even_before_the_sweep(clock):
+    presence.set_online(1, lat=HERE[0] + 0.001, lng=HERE[1])
+    clock.advance(settings.DRIVER_PRESENCE_TTL_S + 1)
+    presence.set_online(2, lat=HERE[0] + 0.010, lng=HERE[1])
+
+    found = list(presence.nearest_available(lat=HERE[0], lng=HERE[1]))
+
+    assert [c.driver_id for c in found] == [2]
+
+
+def test_nearby_gives_rounded_positions_of_fresh_available_drivers_only(clock):
+    presence.set_online(1, lat=38.89771, lng=-77.03652)
+    presence.set_online(2, lat=38.90012, lng=-77.03001)
+    presence.set_online(3, lat=38.9, lng=-77.03)
+    presence.mark_offered(3)
+    clock.advance(settings.DRIVER_PRESENCE_TTL_S + 1)
+    presence.set_online(4, lat=38.91, lng=-77.04)
+
+    positions = presence.nearby(lat=HERE[0], lng=HERE[1], radius_km=5, limit=10)
+
+    assert positions == [(38.91, -77.04)]
+
+
+def test_nearby_is_capped(clock):
+    for driver_id in range(1, 8):
+        presence.set_online(driver_id, lat=HERE[0] + driver_id / 1000, lng=HERE[1])
+
+    positions = presence.nearby(lat=HERE[0], lng=HERE[1], radius_km=5, limit=3)
+
+    assert positions == [(38.899, -77.037), (38.9, -77.037), (38.901, -77.037)]
