@@ -42,7 +42,7 @@ def offer_revoke_live(*, trip, reason: str) -> Offer | None:
         return None
     events.push_on_commit([offer.driver_id], offer_revoked_frame(offer, reason))
     driver_id = offer.driver_id
-    transaction.on_commit(lambda: presence.on_driver_released(driver_id))
+    transaction.on_commit(lambda: presence.on_driver_released(driver_id), robust=True)
     logger.info(
         "dispatch.offer_revoked",
         extra={"trip_id": str(trip.pk), "offer_id": str(offer.pk), "reason": reason},
@@ -70,7 +70,7 @@ def offer_decline(*, trip_id: UUID, driver: User) -> Offer:
             raise OfferNotAvailable()
         offer = Offer.objects.get(trip=trip, driver=driver)
         driver_id = driver.pk
-        transaction.on_commit(lambda: presence.on_driver_released(driver_id))
+        transaction.on_commit(lambda: presence.on_driver_released(driver_id), robust=True)
         request_dispatch_on_commit(trip.pk)
     logger.info(
         "dispatch.offer_declined",

@@ -251,7 +251,7 @@ def _reserve(trip_id: UUID, candidate: Candidate) -> Offer | None:
                 expires_at=timezone.now() + timedelta(seconds=timeout_s),
                 distance_km=round(candidate.distance_km, 3),
             )
-            transaction.on_commit(lambda: _announce_offer(offer, trip, timeout_s))
+            transaction.on_commit(lambda: _announce_offer(offer, trip, timeout_s), robust=True)
     except IntegrityError:
         # A concurrent reservation won the driver: the constraints decide.
         # Nothing else was written in this transaction, so nothing is lost.
@@ -284,11 +284,12 @@ def _lock_free_driver(driver_id: int) -> bool:
             transaction.on_commit(
                 lambda: presence.on_driver_assigned(
                     driver_id, trip_id=trip["pk"], rider_id=trip["rider_id"]
-                )
+                ),
+                robust=True,
             )
         return False
     if driver["offered"]:
-        transaction.on_commit(lambda: _mark_offered(driver_id))
+        transaction.on_commit(lambda: _mark_offered(driver_id), robust=True)
         return False
     return True
 
@@ -369,7 +370,7 @@ def offer_expire(*, offer_id: UUID) -> ExpiryResult:
             [offer.driver_id], offers.offer_revoked_frame(offer, offers.REVOKED_EXPIRED)
         )
         driver_id = offer.driver_id
-        transaction.on_commit(lambda: presence.on_driver_released(driver_id))
+        transaction.on_commit(lambda: presence.on_driver_released(driver_id), robust=True)
         request_dispatch_on_commit(offer.trip_id)
     logger.info(
         "dispatch.offer_expired",

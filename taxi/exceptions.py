@@ -1,14 +1,17 @@
 """REST error bodies: `{"detail", "code"}` for everything but field validation."""
 
 import logging
+import math
 
 from django.core.exceptions import PermissionDenied
 from django.http import Http404
+from kombu.exceptions import OperationalError as BrokerError
+from redis.exceptions import RedisError
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler
 
-from trips.errors import DomainError
+from trips.errors import DomainError, Unavailable
 
 logger = logging.getLogger(__name__)
 
@@ -31,8 +34,17 @@ _CODES = {
 
 
 def api_exception_handler(exc: Exception, context: dict) -> Response | None:
+    if isinstance(exc, RedisError | BrokerError):
+        # Redis (cache, throttles, presence, broker) is down or restarting:
+        # the client should retry, and nothing half-done was committed.
+        logger.warning("api.backend_unavailable", extra={"error": type(exc).__name__})
+        exc = Unavailable()
     if isinstance(exc, DomainError):
-        return Response({"detail": exc.detail, "code": exc.code}, status=exc.http_status)
+        response = Response({"detail": exc.detail, "code": exc.code}, status=exc.http_status)
+        retry_after_s = getattr(exc, "retry_after_s", None)
+        if retry_after_s is not None:
+            response["Retry-After"] = str(max(1, math.ceil(retry_after_s)))
+        return response
     if isinstance(exc, Http404):
         exc = exceptions.NotFound()
     elif isinstance(exc, PermissionDenied):

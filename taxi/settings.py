@@ -14,6 +14,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(os.environ.get("TAXI_VAR_DIR", BASE_DIR / "var"))
@@ -164,6 +165,14 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 REDIS_URL = os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/0"
 
 
+# When Redis restarts, every idle pooled connection is dead, and without a
+# retry the first command on each fails: a lost push, a refused handshake, a
+# 500. Pools built from a URL (Django's cache, channels_redis, taxi.redis) get
+# no retry from redis-py; this gives each command one immediate retry on a
+# fresh connection (tests/faults/test_redis_restart.py).
+REDIS_RETRY_ON_ERROR = [RedisConnectionError]
+
+
 def redis_dependent_settings(redis_url: str) -> dict:
     """Everything derived from REDIS_URL, so a test configuration can move it whole."""
     return {
@@ -173,6 +182,7 @@ def redis_dependent_settings(redis_url: str) -> dict:
                 "BACKEND": "django.core.cache.backends.redis.RedisCache",
                 "LOCATION": redis_url,
                 "KEY_PREFIX": "taxi",
+                "OPTIONS": {"retry_on_error": REDIS_RETRY_ON_ERROR},
             }
         },
         "CHANNEL_LAYERS": {
@@ -185,7 +195,12 @@ def redis_dependent_settings(redis_url: str) -> dict:
                     # cap at 100 connections and then raise, which a burst of
                     # connects or hang-ups on one process exceeds (BENCHMARKS.md).
                     "hosts": [
-                        {"address": redis_url, "socket_timeout": 30, "max_connections": 1000}
+                        {
+                            "address": redis_url,
+                            "socket_timeout": 30,
+                            "max_connections": 1000,
+                            "retry_on_error": REDIS_RETRY_ON_ERROR,
+                        }
                     ],
                     "capacity": 500,
                     "expiry": 30,
@@ -235,19 +250,27 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
-    "DEFAULT_PARSER_CLASSES": [
-        "rest_framework.parsers.JSONParser",
-        "rest_framework.parsers.FormParser",
-        "rest_framework.parsers.MultiPartParser",
-    ],
+    # Bodies are JSON (PROTOCOL.md); sign-up also reads multipart, for the
+    # photo. Form encodings elsewhere would read `""` as "not given" and
+    # every number as a string.
+    "DEFAULT_PARSER_CLASSES": ["taxi.parsers.JSONParser"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "taxi.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "taxi.exceptions.api_exception_handler",
     "DEFAULT_THROTTLE_RATES": {
         "log_in": os.environ.get("THROTTLE_LOG_IN", "10/min"),
+        # Per username, whatever the address: a brute force on one account
+        # spread over many addresses.
+        "log_in_user": os.environ.get("THROTTLE_LOG_IN_USER", "10/min"),
         "sign_up": os.environ.get("THROTTLE_SIGN_UP", "20/hour"),
         "trip_create": os.environ.get("THROTTLE_TRIP_CREATE", "30/min"),
     },
+    # Who the client is, for the per-address throttles: with 0 (the default)
+    # the address the connection came from; behind N trusted proxies, the
+    # address the outermost one saw, N from the right in X-Forwarded-For.
+    # Unset, DRF would key on the whole X-Forwarded-For header, which any
+    # client writes: a new value per request would escape every throttle.
+    "NUM_PROXIES": int(env_number("NUM_PROXIES", 0, integer=True)),
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
 }
 

@@ -10,6 +10,7 @@ from rest_framework_simplejwt.serializers import TokenRefreshSerializer
 from rest_framework_simplejwt.settings import api_settings
 from rest_framework_simplejwt.tokens import RefreshToken
 
+from trips.fields import TextField
 from trips.models import User
 
 # The claims PROTOCOL.md puts in every access token, besides the user id.
@@ -36,11 +37,11 @@ class UserSerializer(serializers.ModelSerializer):
 
 
 class SignUpSerializer(serializers.Serializer):
-    username = serializers.CharField(max_length=150)
-    password1 = serializers.CharField(write_only=True, max_length=128, trim_whitespace=False)
-    password2 = serializers.CharField(write_only=True, max_length=128, trim_whitespace=False)
-    first_name = serializers.CharField(max_length=150)
-    last_name = serializers.CharField(max_length=150)
+    username = TextField(max_length=150)
+    password1 = TextField(write_only=True, max_length=128, trim_whitespace=False)
+    password2 = TextField(write_only=True, max_length=128, trim_whitespace=False)
+    first_name = TextField(max_length=150)
+    last_name = TextField(max_length=150)
     group = serializers.ChoiceField(choices=User.Group.choices, default=User.Group.RIDER)
     photo = serializers.ImageField(required=False, allow_null=True)
 
@@ -94,16 +95,17 @@ class SignUpSerializer(serializers.Serializer):
 
 
 class LogInSerializer(serializers.Serializer):
-    username = serializers.CharField(max_length=150)
-    password = serializers.CharField(max_length=128, trim_whitespace=False, write_only=True)
+    username = TextField(max_length=150)
+    password = TextField(max_length=128, trim_whitespace=False, write_only=True)
 
 
 class LogOutSerializer(serializers.Serializer):
-    refresh = serializers.CharField(required=False, max_length=4096)
+    refresh = TextField(required=False, max_length=4096)
 
 
 class RefreshSerializer(TokenRefreshSerializer):
-    refresh = serializers.CharField(max_length=4096)
+    # Write-only, as simplejwt's own: the answer carries the new access token only.
+    refresh = TextField(max_length=4096, write_only=True)
 
     def validate(self, attrs: dict) -> dict:
         try:

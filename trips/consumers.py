@@ -6,15 +6,18 @@ message type does lives in a handler table, one per app (`trips.ws_handlers`,
 `error` frame and the socket stays open.
 """
 
+import contextlib
 import functools
 import json
 import logging
 import time
 from collections.abc import Callable
 
+from channels.consumer import get_handler_name
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
+from redis.exceptions import RedisError
 from rest_framework.exceptions import ValidationError
 
 from trips import events
@@ -90,18 +93,39 @@ class FrameRateLimiter:
 class TaxiConsumer(AsyncWebsocketConsumer):
     handlers: dict | None = None
 
+    async def dispatch(self, message: dict) -> None:
+        """Channels' own dispatch first closes stale database connections on
+        the sync thread (`aclose_old_connections`): a round trip to the one
+        thread all ORM work shares, for every frame and every push, which made
+        it the bottleneck of location ingest and echo (BENCHMARKS.md). This
+        consumer reaches the database only through `database_sync_to_async`,
+        which makes that check itself around each call, so it is skipped here."""
+        handler = getattr(self, get_handler_name(message), None)
+        if handler is None:
+            raise ValueError(f"No handler for message type {message['type']!r}")
+        await handler(message)
+
     async def connect(self) -> None:
         self.user = self.scope["user"]
         self.stream = events.user_stream(self.user.pk)
         self.limiter = FrameRateLimiter(settings.WS_RATE_PER_S, settings.WS_RATE_BURST)
         self.closing = False
-        await self.channel_layer.group_add(self.stream, self.channel_name)
+        try:
+            await self.channel_layer.group_add(self.stream, self.channel_name)
+        except (RedisError, OSError) as exc:
+            # Without the channel layer no push could reach this socket:
+            # refuse the handshake (403) and let the app retry, never a 500.
+            logger.warning("ws.stream_unavailable", extra={"error": type(exc).__name__})
+            del self.stream
+            await self.close()
+            return
         await self.accept()
         logger.info("ws.connected", extra={"user_id": self.user.pk})
 
     async def disconnect(self, code: int) -> None:
         if hasattr(self, "stream"):
-            await self.channel_layer.group_discard(self.stream, self.channel_name)
+            with contextlib.suppress(RedisError, OSError):  # its entry expires by itself
+                await self.channel_layer.group_discard(self.stream, self.channel_name)
             logger.info("ws.disconnected", extra={"user_id": self.user.pk, "code": code})
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:

@@ -49,3 +49,23 @@ class ActiveTripExists(DomainError):
     code = "active_trip_exists"
     http_status = 409
     default_detail = "You already have an active trip."
+
+
+class RateLimited(DomainError):
+    """Too many requests of one kind (the socket's share of a REST throttle)."""
+
+    code = "rate_limited"
+    http_status = 429
+    default_detail = "Too many requests; try again later."
+
+    def __init__(self, detail: str | None = None, *, retry_after_s: float | None = None) -> None:
+        self.retry_after_s = retry_after_s
+        if detail is None and retry_after_s is not None:
+            detail = f"Too many requests; try again in {max(1, round(retry_after_s))} s."
+        super().__init__(detail)
+
+
+class Unavailable(DomainError):
+    code = "unavailable"
+    http_status = 503
+    default_detail = "A backing service is unavailable right now; try again shortly."

@@ -116,7 +116,7 @@ def push_on_commit(
     user_ids: Iterable[int], payload: dict, *, exclude_channel: str | None = None
 ) -> None:
     ids = list(user_ids)
-    transaction.on_commit(lambda: push(ids, payload, exclude_channel=exclude_channel))
+    transaction.on_commit(lambda: push(ids, payload, exclude_channel=exclude_channel), robust=True)
 
 
 def trip_updated(trip) -> dict:

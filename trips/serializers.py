@@ -5,6 +5,7 @@ import math
 from rest_framework import serializers
 
 from trips.auth import UserSerializer
+from trips.fields import TextField
 from trips.models import Trip
 
 # The latitude range a Redis GEO index accepts (PROTOCOL.md).
@@ -24,7 +25,9 @@ class BoundedFloatField(serializers.FloatField):
 
     def __init__(self, *, low: float, high: float, **kwargs) -> None:
         self.low, self.high = low, high
-        super().__init__(**kwargs)
+        # min_value/max_value put the range in the OpenAPI schema; the check
+        # itself is the one below, which runs first.
+        super().__init__(min_value=low, max_value=high, **kwargs)
 
     def to_internal_value(self, data: object) -> float:
         if isinstance(data, bool) or not isinstance(data, int | float):
@@ -50,7 +53,7 @@ class TripSerializer(serializers.ModelSerializer):
     null: like `trip.offer`, it carries no rider identity before acceptance."""
 
     rider = UserSerializer(read_only=True, allow_null=True)
-    driver = UserSerializer(read_only=True)
+    driver = UserSerializer(read_only=True, allow_null=True)
 
     def to_representation(self, instance: Trip) -> dict:
         data = super().to_representation(instance)
@@ -81,15 +84,22 @@ class TripSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
+BOTH_OR_NEITHER = "Optional; give both drop-off coordinates, or neither."
+
+
 class TripCreateSerializer(serializers.Serializer):
     """What a rider may say about a new trip; anything else in the body is ignored."""
 
-    pick_up_address = serializers.CharField(max_length=255)
+    pick_up_address = TextField(max_length=255)
     pick_up_lat = latitude()
     pick_up_lng = longitude()
-    drop_off_address = serializers.CharField(max_length=255)
-    drop_off_lat = latitude(required=False, allow_null=True, default=None)
-    drop_off_lng = longitude(required=False, allow_null=True, default=None)
+    drop_off_address = TextField(max_length=255)
+    drop_off_lat = latitude(
+        required=False, allow_null=True, default=None, help_text=BOTH_OR_NEITHER
+    )
+    drop_off_lng = longitude(
+        required=False, allow_null=True, default=None, help_text=BOTH_OR_NEITHER
+    )
 
     def validate(self, attrs: dict) -> dict:
         if (attrs.get("drop_off_lat") is None) != (attrs.get("drop_off_lng") is None):
@@ -118,7 +128,7 @@ class TripMoveSerializer(serializers.Serializer):
 
 
 class TripCancelSerializer(serializers.Serializer):
-    reason = serializers.CharField(
+    reason = TextField(
         max_length=255, required=False, allow_null=True, allow_blank=True, default=None
     )
 

@@ -105,7 +105,8 @@ def trip_accept(*, trip_id: UUID, driver: User, origin_channel: str | None = Non
             # The driver is already assigned to another active trip.
             raise OfferNotAvailable("You are already on another trip.") from None
         transaction.on_commit(
-            lambda: presence.on_driver_assigned(driver.pk, trip_id=trip.pk, rider_id=trip.rider_id)
+            lambda: presence.on_driver_assigned(driver.pk, trip_id=trip.pk, rider_id=trip.rider_id),
+            robust=True,
         )
     logger.info("trip.accepted", extra={"trip_id": str(trip.pk), "driver_id": driver.pk})
     return trip
@@ -215,4 +216,4 @@ def _transition(
 def _release_driver_on_commit(trip: Trip) -> None:
     if trip.driver_id is not None:
         driver_id = trip.driver_id
-        transaction.on_commit(lambda: presence.on_driver_released(driver_id))
+        transaction.on_commit(lambda: presence.on_driver_released(driver_id), robust=True)

@@ -22,6 +22,7 @@ from trips import events
 from trips.models import Trip
 from trips.serializers import TripCancelSerializer, TripCreateSerializer
 from trips.services import trip_accept, trip_cancel, trip_create, trip_move
+from trips.throttles import trip_create_throttle_check
 
 
 class TripIdField(serializers.UUIDField):
@@ -66,6 +67,8 @@ async def _change_trip(consumer, reply_type: str, service: Callable, **kwargs) -
 
 
 async def create_trip(consumer, data: dict) -> dict:
+    # Counted before validation, as the REST call counts every request.
+    await consumer.call(trip_create_throttle_check, user=consumer.user)
     fields = _validated(TripCreateSerializer, data)
     return await _change_trip(
         consumer, events.TRIP_CREATED, trip_create, rider=consumer.user, **fields

@@ -165,7 +165,7 @@ async def test_refused_after_log_out_ends_the_session(ws_connect, rider):
             content_type="application/json",
         )
         cookie = f"sessionid={client.cookies['sessionid'].value}"
-        assert client.post("/api/log_out/").status_code == 204
+        assert client.post("/api/log_out/", content_type="application/json").status_code == 204
         return cookie
 
     cookie = await log_in_and_out()

@@ -3,18 +3,19 @@
 import logging
 
 from django.contrib.auth import authenticate, login, logout
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import permissions, status
 from rest_framework.exceptions import AuthenticationFailed, ValidationError
+from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.throttling import ScopedRateThrottle
 from rest_framework.views import APIView
 from rest_framework_simplejwt.authentication import JWTAuthentication
 from rest_framework_simplejwt.exceptions import TokenError
 from rest_framework_simplejwt.tokens import RefreshToken
 from rest_framework_simplejwt.views import TokenRefreshView
 
+from taxi.parsers import JSONParser
 from trips.auth import (
     LogInSerializer,
     LogOutSerializer,
@@ -24,14 +25,22 @@ from trips.auth import (
     UserSerializer,
     tokens_for,
 )
+from trips.serializers import ErrorSerializer
+from trips.throttles import LogInUsernameThrottle, ScopeThrottle
 
 logger = logging.getLogger(__name__)
+
+
+# 400, 401, 403 and 429 follow from each view's configuration (taxi/openapi.py);
+# the views declare the rest.
 
 
 class SignUpView(APIView):
     authentication_classes = ()
     permission_classes = (permissions.AllowAny,)
-    throttle_classes = (ScopedRateThrottle,)
+    # JSON, or multipart with a photo (PROTOCOL.md); every other call is JSON only.
+    parser_classes = (JSONParser, FormParser, MultiPartParser)
+    throttle_classes = (ScopeThrottle,)
     throttle_scope = "sign_up"
 
     @extend_schema(request=SignUpSerializer, responses={201: UserSerializer})
@@ -47,10 +56,20 @@ class SignUpView(APIView):
 class LogInView(APIView):
     authentication_classes = ()
     permission_classes = (permissions.AllowAny,)
-    throttle_classes = (ScopedRateThrottle,)
+    # Per address, and per username whatever the address: a brute force on
+    # one account spread over many addresses is stopped too.
+    throttle_classes = (ScopeThrottle, LogInUsernameThrottle)
     throttle_scope = "log_in"
 
-    @extend_schema(request=LogInSerializer, responses={200: TokenPairSerializer})
+    @extend_schema(
+        request=LogInSerializer,
+        responses={
+            200: TokenPairSerializer,
+            401: OpenApiResponse(
+                ErrorSerializer, description="`not_authenticated`: wrong username or password."
+            ),
+        },
+    )
     def post(self, request: Request) -> Response:
         serializer = LogInSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
@@ -97,3 +116,15 @@ class TokenRefresh(TokenRefreshView):
     """simplejwt's refresh; revoked (blacklisted) refresh tokens are refused."""
 
     serializer_class = RefreshSerializer
+
+    @extend_schema(
+        responses={
+            200: RefreshSerializer,
+            401: OpenApiResponse(
+                ErrorSerializer,
+                description="`not_authenticated`: the refresh token is bad, expired or revoked.",
+            ),
+        }
+    )
+    def post(self, request: Request, *args, **kwargs) -> Response:
+        return super().post(request, *args, **kwargs)

@@ -17,13 +17,12 @@ from drf_spectacular.utils import (
 )
 from rest_framework import status
 from rest_framework.pagination import LimitOffsetPagination
-from rest_framework.parsers import JSONParser
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.throttling import ScopedRateThrottle
 from rest_framework.views import APIView
 
 from dispatch.offers import offer_decline
+from taxi.parsers import JSONParser
 from trips.errors import InvalidInput, NotFound
 from trips.models import Trip
 from trips.selectors import trip_get_for_user, trip_list_for_user
@@ -36,6 +35,7 @@ from trips.serializers import (
     TripSerializer,
 )
 from trips.services import trip_accept, trip_cancel, trip_create, trip_move
+from trips.throttles import TripCreateThrottle
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 MAX_IDEMPOTENCY_KEY_CHARS = 255
@@ -148,11 +148,10 @@ class TripView(APIView):
 
 
 class TripListCreateView(TripView):
-    throttle_scope = "trip_create"
-
     def get_throttles(self) -> list:
-        # Requesting trips is rate-limited; reading them is not.
-        return [ScopedRateThrottle()] if self.request.method == "POST" else []
+        # Requesting trips is rate-limited (per rider, one budget with the
+        # socket's `create.trip`); reading them is not.
+        return [TripCreateThrottle()] if self.request.method == "POST" else []
 
     @extend_schema(
         operation_id="trip_list",
@@ -164,9 +163,21 @@ class TripListCreateView(TripView):
             "without them, the whole list."
         ),
         parameters=[
-            OpenApiParameter("status", enum=Trip.Status.values, description="Only this status."),
-            OpenApiParameter("limit", int, description="Page size, 1 to 100."),
-            OpenApiParameter("offset", int, description="Trips to skip, from 0."),
+            OpenApiParameter(
+                "status",
+                enum=[*Trip.Status.values, ""],
+                description="Only this status (empty: all).",
+            ),
+            OpenApiParameter(
+                "limit",
+                {"type": "integer", "minimum": 1, "maximum": MAX_OFFSET},
+                description="Page size: 1 or more, capped at 100.",
+            ),
+            OpenApiParameter(
+                "offset",
+                {"type": "integer", "minimum": 0, "maximum": MAX_OFFSET},
+                description="Trips to skip, from 0.",
+            ),
         ],
         responses={200: _TRIP_LIST, 400: _BAD_REQUEST, 401: _ERRORS[401]},
     )
