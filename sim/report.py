@@ -1,0 +1,93 @@
+"""What the simulator prints: a live progress line and the final KPI report."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sys
+from collections.abc import Callable
+from typing import TextIO
+
+from sim import kpi
+
+TTY_EVERY_S = 1.0
+LOG_EVERY_S = 5.0
+
+
+def progress_line(recorder: kpi.Recorder, *, duration_s: float, online: int, waiting: int) -> str:
+    kinds: dict[str, int] = {}
+    for event in recorder.events:
+        kinds[event.kind] = kinds.get(event.kind, 0) + 1
+    return (
+        f"[{recorder.now():5.0f}s/{duration_s:.0f}s] drivers online {online} | "
+        f"requests {kinds.get(kpi.REQUESTED, 0)} ({waiting} waiting) | "
+        f"matched {kinds.get(kpi.MATCHED, 0)} expired {kinds.get(kpi.EXPIRED, 0)} "
+        f"canceled {kinds.get(kpi.CANCELED, 0)} completed {kinds.get(kpi.COMPLETED, 0)} | "
+        f"offers {kinds.get(kpi.OFFER, 0)} | errors {kinds.get(kpi.ERROR, 0)}"
+    )
+
+
+async def show_progress(
+    render: Callable[[], str], stop: asyncio.Event, out: TextIO = sys.stderr
+) -> None:
+    """One line rewritten in place on a terminal; a line every few seconds otherwise."""
+    tty = out.isatty()
+    every = TTY_EVERY_S if tty else LOG_EVERY_S
+    width = 0
+    while not stop.is_set():
+        line = render()
+        if tty:
+            out.write("\r" + line.ljust(width))
+            width = len(line)
+        else:
+            out.write(line + "\n")
+        out.flush()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), every)
+    if tty:
+        out.write("\r" + render().ljust(width) + "\n")
+        out.flush()
+
+
+def _fmt(value: object, unit: str = "") -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.3g}{unit}" if abs(value) < 1 else f"{value:,.1f}{unit}"
+    return f"{value}{unit}"
+
+
+def format_report(kpis: dict) -> str:
+    trips, wait, offers = kpis["trips"], kpis["time_to_match_ms"], kpis["offers"]
+    requests = kpis["requests"]
+    rate = kpis["acceptance_rate"]
+    rows = [
+        ("requests sent", requests["sent"]),
+        ("  refused by the server", requests["refused"]),
+        ("  skipped (every rider busy)", requests["skipped_no_free_rider"]),
+        ("trips requested (created)", trips["requested"]),
+        ("  matched", trips["matched"]),
+        ("  expired", trips["expired"]),
+        ("  canceled", trips["canceled"]),
+        ("  completed", trips["completed"]),
+        ("  still open at the end", trips["open_at_end"]),
+        ("time to match p50", _fmt(wait["p50"], " ms")),
+        ("time to match p95", _fmt(wait["p95"], " ms")),
+        ("time to match p99", _fmt(wait["p99"], " ms")),
+        ("offers received", offers["received"]),
+        (
+            "offers per trip (mean / max)",
+            f"{_fmt(offers['per_trip_mean'])} / {_fmt(offers['per_trip_max'])}",
+        ),
+        ("acceptance rate", "-" if rate is None else f"{rate * 100:.1f} %"),
+        ("mean pickup distance", _fmt(kpis["mean_pickup_km"], " km")),
+        ("drivers' answers", ", ".join(f"{k} {v}" for k, v in offers["decided"].items()) or "-"),
+        ("offers revoked", ", ".join(f"{k} {v}" for k, v in offers["revoked"].items()) or "-"),
+        ("errors", kpis["errors"]),
+    ]
+    width = max(len(label) for label, _ in rows)
+    lines = ["", "KPI report", "=" * (width + 16)]
+    lines += [f"{label.ljust(width)}  {value}" for label, value in rows]
+    if kpis["requests"]["refused_by_code"]:
+        lines.append(f"refusals by code: {kpis['requests']['refused_by_code']}")
+    return "\n".join(lines)

@@ -1,0 +1,74 @@
+"""One short simulated city against a real stack (web, worker, beat)."""
+
+import json
+
+import pytest
+from channels.db import database_sync_to_async
+from django.db import connection
+
+from sim.geo import BBox
+from sim.run import run
+from sim.scenario import SimConfig
+from tests.e2e.stack import running_stack, test_database_url
+from trips.models import Trip
+
+pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
+
+# About 1 km square: every driver is within the first search ring of every pick-up.
+SMALL_TOWN = BBox(38.895, -77.04, 38.904, -77.028)
+
+
+@pytest.fixture
+def live_stack(transactional_db, tmp_path):
+    with running_stack(tmp_path, database_url=test_database_url()) as stack:
+        yield stack
+
+
+async def test_a_short_city_matches_every_trip_and_leaves_nothing_open(live_stack, tmp_path):
+    # Given a stack and a town where every driver accepts every offer
+    config = SimConfig(
+        drivers=6,
+        riders=4,
+        rate=1.0,
+        duration_s=10.0,
+        accept_prob=1.0,
+        silent_prob=0.0,
+        cancel_prob=0.0,
+        bbox=SMALL_TOWN,
+        seed=3,
+        time_scale=100.0,
+        ping_every_s=0.5,
+        drain_s=10.0,
+        base_url=live_stack.web_urls[0],
+    )
+    out = tmp_path / "kpis.json"
+
+    # When the simulator runs it over the public API
+    report = await run(config, json_path=out)
+
+    # Then every trip requested was matched, by its first offer
+    kpis = report["kpis"]
+    trips = kpis["trips"]
+    assert trips["requested"] >= 3
+    assert trips["matched"] == trips["requested"]
+    assert trips["expired"] == 0 and trips["canceled"] == 0
+    assert trips["completed"] >= 1
+    assert kpis["requests"]["refused"] == 0
+    assert kpis["offers"]["per_trip_mean"] == 1.0
+    assert kpis["acceptance_rate"] == 1.0
+    assert kpis["time_to_match_ms"]["count"] == trips["matched"]
+    assert kpis["errors"] == 0
+    assert kpis["counters"]["locations_sent"] > 0
+    # and the report on disk is the same one
+    assert json.loads(out.read_text())["kpis"] == json.loads(json.dumps(kpis))
+    # and no trip was left active on the server
+    assert await _active_trips() == 0
+
+
+@database_sync_to_async
+def _active_trips() -> int:
+    try:
+        active = (Trip.Status.REQUESTED, Trip.Status.STARTED, Trip.Status.IN_PROGRESS)
+        return Trip.objects.filter(status__in=active).count()
+    finally:
+        connection.close()
