@@ -24,4 +24,4 @@ RUN SECRET_KEY=collectstatic-build-step-only python manage.py collectstatic --no
 
 USER taxi
 EXPOSE 8000
-CMD ["sh", "-c", "exec daphne -b 0.0.0.0 -p ${PORT:-8000} --proxy-headers --access-log /dev/null taxi.asgi:application"]
+CMD ["sh", "-c", "exec python -m taxi.server -b 0.0.0.0 -p ${PORT:-8000} --proxy-headers --websocket-max-message-size 65536 --access-log /dev/null taxi.asgi:application"]

@@ -20,9 +20,9 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from django.db import connection
 
 from bench.stack import Stack
+from tests.web import database_url as web_database_url
 
 # Short enough that a test sees timeouts and sweeps within seconds.
 E2E_ENV = {
@@ -36,22 +36,6 @@ E2E_ENV = {
     "DISPATCH_SWEEP_EVERY_S": "2",
     "LOG_LEVEL": "INFO",
 }
-
-
-def test_database_url() -> str:
-    """The URL of the database pytest-django set up for this run."""
-    db = connection.settings_dict
-    if db["ENGINE"] == "django.db.backends.sqlite3":
-        return f"sqlite:///{db['NAME']}"
-    if db["ENGINE"] == "django.db.backends.postgresql":
-        auth = db["USER"] + (f":{db['PASSWORD']}" if db.get("PASSWORD") else "")
-        host = db.get("HOST") or "127.0.0.1"
-        port = db.get("PORT") or 5432
-        return f"postgres://{auth}@{host}:{port}/{db['NAME']}"
-    raise RuntimeError(f"no URL form for {db['ENGINE']}")
-
-
-test_database_url.__test__ = False  # a helper, not a test
 
 
 @contextmanager
@@ -81,7 +65,7 @@ def running_stack(
 def e2e_stack(transactional_db, tmp_path) -> Iterator[Callable[..., Stack]]:
     """Start a stack with `e2e_stack(webs=2, workers=2, env={...})`; stopped at
     teardown. Safe to call from a worker thread (`asyncio.to_thread`)."""
-    database_url = test_database_url()
+    database_url = web_database_url()
     opened = []
 
     def start(**options) -> Stack:

@@ -9,7 +9,8 @@ from django.db import connection
 from sim.geo import BBox
 from sim.run import run
 from sim.scenario import SimConfig
-from tests.e2e.stack import running_stack, test_database_url
+from tests.e2e.stack import running_stack
+from tests.web import database_url
 from trips.models import Trip
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
@@ -20,7 +21,7 @@ SMALL_TOWN = BBox(38.895, -77.04, 38.904, -77.028)
 
 @pytest.fixture
 def live_stack(transactional_db, tmp_path):
-    with running_stack(tmp_path, database_url=test_database_url()) as stack:
+    with running_stack(tmp_path, database_url=database_url()) as stack:
         yield stack
 
 

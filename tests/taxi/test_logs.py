@@ -5,22 +5,18 @@ import io
 import json
 import logging
 import os
-import shlex
-import socket
-import subprocess
 import sys
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
 from pathlib import Path
 
 import pytest
-from django.db import connection
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
 from taxi.logging import RedactSecretsFilter, StructuredFormatter, redact
+from tests.web import web_process
 
 ROOT = Path(__file__).resolve().parents[2]
 JWT = (
@@ -136,37 +132,6 @@ def test_redact_filter_lets_a_bad_log_call_fail_inside_logging_not_in_the_caller
 # --- the real server --------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def procfile_web_argv(port: int) -> list[str]:
-    """The Procfile's `web` command, on a local port, with this virtualenv's daphne."""
-    line = next(
-        line for line in (ROOT / "Procfile").read_text().splitlines() if line.startswith("web:")
-    )
-    argv = shlex.split(line.removeprefix("web:").replace("${PORT:-8000}", str(port)))
-    assert argv[0] == "daphne", line
-    argv[0] = str(Path(sys.executable).with_name("daphne"))
-    for flag in ("-b", "--bind"):
-        if flag in argv:
-            argv[argv.index(flag) + 1] = "127.0.0.1"
-    return argv
-
-
-def database_url() -> str:
-    """The test database, for another process: committed rows are visible to it."""
-    db = connection.settings_dict
-    if db["ENGINE"] == "django.db.backends.sqlite3":
-        return f"sqlite:///{db['NAME']}"
-    auth = urllib.parse.quote(db["USER"] or "", safe="")
-    if db["PASSWORD"]:
-        auth += ":" + urllib.parse.quote(db["PASSWORD"], safe="")
-    return f"postgres://{auth}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
-
-
 class Browser:
     """Plain HTTP with cookies, like an app would talk to the server (no proxies)."""
 
@@ -199,43 +164,12 @@ class Browser:
 
 @pytest.fixture
 def daphne(transactional_db, tmp_path):
-    """A real daphne, started with the Procfile's flags, on the test database.
-    Yields (base URL, the process, the file holding its stdout and stderr)."""
-    port = free_port()
+    """The Procfile's `web` on the test database, as talkative as an operator
+    could make it. Yields (base URL, the process, the file holding its output)."""
     output = tmp_path / "daphne.log"
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "tests.settings",
-        "DATABASE_URL": database_url(),
-        "SECRET_KEY": "log-test-" + os.urandom(24).hex(),
-        "PYTHONUNBUFFERED": "1",
-        "LOG_LEVEL": "DEBUG",  # the most talkative setting an operator might choose
-    }
-    with output.open("wb") as sink:
-        process = subprocess.Popen(
-            procfile_web_argv(port), cwd=ROOT, env=env, stdout=sink, stderr=subprocess.STDOUT
-        )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            assert process.poll() is None, output.read_text()
-            try:
-                if Browser(base).request("GET", "/healthz")[0] == 200:
-                    break
-            except OSError:
-                pass
-            assert time.monotonic() < deadline, "daphne did not answer /healthz in 30 s"
-            time.sleep(0.2)
-        yield base, process, output
-    finally:
-        if process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+    env = {"SECRET_KEY": "log-test-" + os.urandom(24).hex(), "LOG_LEVEL": "DEBUG"}
+    with web_process(output, **env) as web:
+        yield web.base, web.process, output
 
 
 def test_no_credential_reaches_the_servers_output(daphne):
