@@ -60,6 +60,12 @@ def redis_url_with_db(url: str, db: int) -> str:
     return urlunsplit((parts.scheme, parts.netloc, f"/{db}", parts.query, parts.fragment))
 
 
+def redis_db(url: str) -> int:
+    """The database number a Redis URL names (0 when it names none)."""
+    path = urlsplit(url).path.strip("/")
+    return int(path) if path.isdigit() else 0
+
+
 def _secret_key(debug: bool) -> str:
     key = os.environ.get("SECRET_KEY", "")
     if key:
@@ -187,23 +193,29 @@ def redis_dependent_settings(redis_url: str) -> dict:
         },
         "CHANNEL_LAYERS": {
             "default": {
-                "BACKEND": "channels_redis.core.RedisChannelLayer",
+                # Pub/sub: a push is one PUBLISH, and each web process reads
+                # every message for its sockets off one subscription. The
+                # list-based core layer pops one message per Redis round trip
+                # per socket, which capped location ingest at ~300 a second
+                # per web process (BENCHMARKS.md). Pushes are fire-and-forget
+                # either way: a socket that is gone misses them, and apps
+                # re-read `GET /api/trip/<id>/` after a reconnect (PROTOCOL.md).
+                # taxi.channel_layer closes this process's sockets (1012) when
+                # its subscription breaks, so none stays open and deaf.
+                "BACKEND": "taxi.channel_layer.PubSubChannelLayer",
                 "CONFIG": {
-                    # redis-py 8's defaults break the layer: its 5 s socket
-                    # timeout races the layer's own 5 s BZPOPMIN, so every 5 s
-                    # of quiet kills one consumer (close 1011); and its pools
-                    # cap at 100 connections and then raise, which a burst of
-                    # connects or hang-ups on one process exceeds (BENCHMARKS.md).
                     "hosts": [
                         {
                             "address": redis_url,
-                            "socket_timeout": 30,
-                            "max_connections": 1000,
                             "retry_on_error": REDIS_RETRY_ON_ERROR,
+                            # A PING on a quiet subscription now and then, so a
+                            # connection the network dropped silently is noticed.
+                            "health_check_interval": 15,
                         }
                     ],
-                    "capacity": 500,
-                    "expiry": 30,
+                    # Pub/sub channels ignore the database number; the prefix
+                    # keeps deployments on one Redis server apart.
+                    "prefix": f"taxi.{redis_db(redis_url)}.",
                 },
             }
         },

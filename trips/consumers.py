@@ -28,6 +28,7 @@ logger = logging.getLogger(__name__)
 
 CLOSE_POLICY_VIOLATION = 1008
 CLOSE_TOO_BIG = 1009
+CLOSE_SERVICE_RESTART = 1012
 # Flood control: frames beyond the token bucket are strikes, forgiven at
 # FLOOD_FORGIVE_PER_S; more than FLOOD_STRIKES outstanding closes the socket.
 # So a burst past the bucket only earns `rate_limited` errors, while a client
@@ -92,6 +93,18 @@ class FrameRateLimiter:
 
 class TaxiConsumer(AsyncWebsocketConsumer):
     handlers: dict | None = None
+
+    async def __call__(self, scope, receive, send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        except (RedisError, OSError) as exc:
+            if hasattr(self, "channel_name"):
+                raise
+            # The layer could not subscribe this socket's channel (Redis is
+            # down): no push could reach it, so refuse the handshake (403) and
+            # let the app retry, as `connect` does when joining the stream fails.
+            logger.warning("ws.stream_unavailable", extra={"error": type(exc).__name__})
+            await send({"type": "websocket.close"})
 
     async def dispatch(self, message: dict) -> None:
         """Channels' own dispatch first closes stale database connections on
@@ -224,6 +237,13 @@ class TaxiConsumer(AsyncWebsocketConsumer):
         if self.closing or message.get("exclude") == self.channel_name:
             return
         await self.send(text_data=json.dumps(message["frame"], default=str))
+
+    # Channel-layer handler: this process's subscription broke, so pushes may
+    # have been lost. Closing tells the app to reconnect and re-read its trip.
+    async def layer_lost(self, message: dict) -> None:
+        if not self.closing:
+            logger.info("ws.stream_lost", extra={"user_id": self.user.pk})
+            await self.close_with(CLOSE_SERVICE_RESTART)
 
     # For handlers: run a service (sync ORM) off the event loop.
     @staticmethod

@@ -736,8 +736,9 @@ def test_refused_moves_over_rest_change_nothing(world, client_for, status, actio
 
 async def listen(user_id: int) -> str:
     """A test channel subscribed to `user_id`'s own stream, as their sockets are."""
-    channel = f"test.listener.{uuid.uuid4().hex}"
-    await get_channel_layer().group_add(events.user_stream(user_id), channel)
+    layer = get_channel_layer()
+    channel = await layer.new_channel("test.listener.")
+    await layer.group_add(events.user_stream(user_id), channel)
     return channel
 
 

@@ -1,0 +1,109 @@
+"""The channel layer: channels-redis's pub/sub layer, made to say when it may
+have missed a message.
+
+Pub/sub delivers a message only to subscriptions that exist when it is
+published. When the process's subscription connection breaks (Redis
+restarted, the network dropped), every push published until it is restored
+is lost, and the sockets of this process would sit open, silently deaf.
+channels-redis logs the error, sleeps a second and lets redis-py resubscribe
+on its next read; pushes published in between are gone and nobody knows.
+
+Here, when the subscription breaks, every local channel gets a
+`layer.lost` message (the consumer closes its socket with 1012, "service
+restart": the app reconnects and re-reads the truth over REST, as
+PROTOCOL.md asks of a reconnecting client), and the subscriptions still
+wanted are restored on a fresh connection as soon as Redis answers, instead
+of a second later.
+"""
+
+import asyncio
+import contextlib
+import logging
+
+from channels_redis.pubsub import (
+    RedisPubSubChannelLayer,
+    RedisPubSubLoopLayer,
+    RedisSingleShardConnection,
+)
+from channels_redis.utils import _close_redis, _wrap_close, decode_hosts
+from redis.exceptions import RedisError
+
+logger = logging.getLogger(__name__)
+
+LOST = {"type": "layer.lost"}
+RESUBSCRIBE_EVERY_S = 0.25
+
+
+class ShardConnection(RedisSingleShardConnection):
+    async def _do_receiving(self) -> None:
+        while True:
+            try:
+                if self._pubsub is not None and self._pubsub.subscribed:
+                    message = await self._pubsub.get_message(
+                        ignore_subscribe_messages=True, timeout=0.1
+                    )
+                    self._receive_message(message)
+                else:
+                    await asyncio.sleep(0.1)
+            except (RedisError, OSError) as exc:
+                await self._lost(exc)
+            except Exception:
+                logger.exception("channels.receive_failed")
+                await asyncio.sleep(1)
+
+    def _mine(self, name: str) -> bool:
+        return self.channel_layer._get_shard(name) is self
+
+    async def _lost(self, exc: BaseException) -> None:
+        layer = self.channel_layer
+        logger.warning("channels.subscription_lost", extra={"error": type(exc).__name__})
+        for name, queue in list(layer.channels.items()):
+            if self._mine(name) or any(
+                name in members and self._mine(group) for group, members in layer.groups.items()
+            ):
+                queue.put_nowait(layer.channel_layer.serialize(LOST))
+        broken, self._redis, self._pubsub = self._redis, None, None
+        self._subscribed_to = set()
+        if broken is not None:
+            with contextlib.suppress(RedisError, OSError):
+                await _close_redis(broken)
+        await self._resubscribe()
+
+    async def _resubscribe(self) -> None:
+        """Subscribe again to whatever is still wanted (sockets that could not
+        close yet, groups they are in), once Redis answers."""
+        layer = self.channel_layer
+        while True:
+            wanted = {name for name in [*layer.channels, *layer.groups] if self._mine(name)}
+            wanted -= self._subscribed_to
+            if not wanted:
+                return
+            try:
+                async with self._lock:
+                    self._ensure_redis()
+                    await self._pubsub.subscribe(*wanted)
+                    self._subscribed_to |= wanted
+                logger.info("channels.subscription_restored", extra={"channels": len(wanted)})
+                return
+            except (RedisError, OSError):
+                await asyncio.sleep(RESUBSCRIBE_EVERY_S)
+
+
+class LoopLayer(RedisPubSubLoopLayer):
+    def __init__(self, hosts=None, **kwargs) -> None:
+        super().__init__(hosts=hosts, **kwargs)
+        self._shards = [ShardConnection(host, self) for host in decode_hosts(hosts)]
+
+
+class PubSubChannelLayer(RedisPubSubChannelLayer):
+    """`channels_redis.pubsub.RedisPubSubChannelLayer`, one `LoopLayer` per
+    event loop as there."""
+
+    def _get_layer(self) -> LoopLayer:
+        loop = asyncio.get_running_loop()
+        try:
+            return self._layers[loop]
+        except KeyError:
+            layer = self._layers[loop] = LoopLayer(*self._args, **self._kwargs, channel_layer=self)
+            _wrap_close(self, loop)
+            return layer
