@@ -8,7 +8,12 @@ is lost, and the sockets of this process would sit open, silently deaf.
 channels-redis logs the error, sleeps a second and lets redis-py resubscribe
 on its next read; pushes published in between are gone and nobody knows.
 
-Here, when the subscription breaks, every local channel gets a
+Two more changes from channels-redis 4.3: publishing does not queue behind
+one process-wide lock (one PUBLISH in flight at a time capped location
+ingest), and its connections come from a blocking pool (redis-py's plain
+pool raises past its size instead of waiting).
+
+When the subscription breaks, every local channel gets a
 `layer.lost` message (the consumer closes its socket with 1012, "service
 restart": the app reconnects and re-reads the truth over REST, as
 PROTOCOL.md asks of a reconnecting client), and the subscriptions still
@@ -26,15 +31,34 @@ from channels_redis.pubsub import (
     RedisSingleShardConnection,
 )
 from channels_redis.utils import _close_redis, _wrap_close, decode_hosts
+from redis.asyncio import BlockingConnectionPool, Redis
 from redis.exceptions import RedisError
 
 logger = logging.getLogger(__name__)
 
 LOST = {"type": "layer.lost"}
 RESUBSCRIBE_EVERY_S = 0.25
+# Connections per process and Redis host: one subscription, the rest publish.
+POOL_SIZE = 50
+POOL_WAIT_S = 5
 
 
 class ShardConnection(RedisSingleShardConnection):
+    def _ensure_redis(self) -> None:
+        if self._redis is None:
+            options = dict(self.host)
+            pool = BlockingConnectionPool.from_url(
+                options.pop("address"), max_connections=POOL_SIZE, timeout=POOL_WAIT_S, **options
+            )
+            self._redis = Redis(connection_pool=pool)
+            self._pubsub = self._redis.pubsub()
+
+    async def publish(self, channel: str, message: bytes) -> None:
+        # The client is created synchronously and its pool is safe to share:
+        # no lock, so publishes from many sockets overlap.
+        self._ensure_redis()
+        await self._redis.publish(channel, message)
+
     async def _do_receiving(self) -> None:
         while True:
             try:
@@ -93,6 +117,32 @@ class LoopLayer(RedisPubSubLoopLayer):
     def __init__(self, hosts=None, **kwargs) -> None:
         super().__init__(hosts=hosts, **kwargs)
         self._shards = [ShardConnection(host, self) for host in decode_hosts(hosts)]
+        self._cleanups: set[asyncio.Task] = set()
+
+    async def receive(self, channel: str) -> dict:
+        if channel not in self.channels:
+            await self._subscribe_to_channel(channel)
+        queue = self.channels[channel]
+        try:
+            message = await queue.get()
+        except (asyncio.CancelledError, TimeoutError, GeneratorExit):
+            # The consumer is going away (Channels cancels its receive). Its
+            # UNSUBSCRIBE runs as a task of its own: awaited here, a second
+            # cancellation (a storm of hang-ups, shutdown) interrupted it.
+            if self.channels.pop(channel, None) is not None:
+                cleanup = asyncio.ensure_future(self._get_shard(channel).unsubscribe(channel))
+                self._cleanups.add(cleanup)
+                cleanup.add_done_callback(self._cleaned_up)
+            raise
+        return self.channel_layer.deserialize(message)
+
+    def _cleaned_up(self, task: asyncio.Task) -> None:
+        self._cleanups.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            # Redis is away; the subscription went with the connection.
+            logger.info(
+                "channels.unsubscribe_failed", extra={"error": type(task.exception()).__name__}
+            )
 
 
 class PubSubChannelLayer(RedisPubSubChannelLayer):
