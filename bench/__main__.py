@@ -35,7 +35,7 @@ FULL = {
     "trips": 300,
     "trip_rate": 10.0,
     "ingest_drivers": 1000,
-    "ingest_rates": [250.0, 500.0, 1000.0, 2000.0],
+    "ingest_rates": [250.0, 500.0, 1000.0, 1500.0, 2000.0],
     "ingest_seconds": 20.0,
     "conn_steps": [1000, 2000, 3000, 4000, 5000],
     "echo_sockets": 50,

@@ -142,7 +142,14 @@ async def driver_report_location_async(
     with presence_store():
         forward = await presence.aping(driver.pk, lat=lat, lng=lng)
     if forward is not None:
-        await events.apush([forward.rider_id], driver_location_frame(forward, lat, lng, heading))
+        try:
+            await events.apush(
+                [forward.rider_id], driver_location_frame(forward, lat, lng, heading)
+            )
+        except RedisError as exc:
+            # The position is stored; only this live update is lost, and the
+            # driver's next one (seconds away) replaces it.
+            logger.warning("dispatch.location_not_forwarded", extra={"error": type(exc).__name__})
 
 
 def driver_status_frame(status: str) -> dict:

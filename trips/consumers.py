@@ -21,7 +21,7 @@ from redis.exceptions import RedisError
 from rest_framework.exceptions import ValidationError
 
 from trips import events
-from trips.errors import DomainError
+from trips.errors import DomainError, Unavailable
 from trips.ws_handlers import HANDLERS as TRIP_HANDLERS
 
 logger = logging.getLogger(__name__)
@@ -168,6 +168,18 @@ class TaxiConsumer(AsyncWebsocketConsumer):
             await self.send_error(exc.code, exc.detail, message)
         except ValidationError as exc:
             await self.send_error("invalid", "The data is invalid.", message, errors=exc.detail)
+        except RedisError as exc:
+            # Redis away or saturated: the client's fault no more than a bug
+            # is, and worth a retry (REST answers 503 with the same code).
+            logger.warning(
+                "ws.unavailable",
+                extra={
+                    "user_id": self.user.pk,
+                    "type": _message_type(message),
+                    "error": type(exc).__name__,
+                },
+            )
+            await self.send_error("unavailable", Unavailable.default_detail, message)
         except Exception:
             # A bug, not the client's fault: say so, keep the socket.
             logger.exception(

@@ -1,6 +1,6 @@
-"""A whole trip through the real processes: the Procfile's `web` (daphne),
-`worker` (Celery) and `beat`, started as a platform would start them, against
-real Redis (the test database number) and a database made for this test.
+"""A whole trip through the real processes: the Procfile's `web`, `worker`
+and `beat` with its `release` steps, started by the shared launcher
+(`tests/e2e/stack.py`) against the test database and a Redis of their own.
 
 Everything goes over HTTP and real WebSockets (the `websockets` library), as
 the apps would: sign up, log in, drivers online at known places, a rider's
@@ -11,172 +11,33 @@ rider, pick-up, drop-off.
 import asyncio
 import http.client
 import json
-import os
-import secrets
-import signal
-import socket
-import subprocess
-import sys
 import time
 from contextlib import suppress
-from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
-from django.conf import settings
 from websockets.asyncio.client import connect
 
 from tests.dispatch.support import PICK_UP, km_north
+from tests.e2e.stack import E2E_ENV
 
-pytestmark = [pytest.mark.e2e]
+pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
-ROOT = Path(__file__).resolve().parents[2]
 PASSWORD = "pAssw0rd!x9"
-OFFER_TIMEOUT_S = 5
-START_TIMEOUT_S = 40
-STOP_TIMEOUT_S = 10
+OFFER_TIMEOUT_S = int(E2E_ENV["DISPATCH_OFFER_TIMEOUT_S"])
 
 
-def procfile() -> dict[str, str]:
-    commands = {}
-    for line in (ROOT / "Procfile").read_text().splitlines():
-        if line.strip() and not line.lstrip().startswith("#") and ":" in line:
-            name, command = line.split(":", 1)
-            commands[name.strip()] = command.strip()
-    return commands
+class App:
+    """What a rider's or driver's app does over HTTP, against one web process."""
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-class Database:
-    """A fresh database for the processes: a temp SQLite file, or a new
-    PostgreSQL database beside the test one (created here, dropped after)."""
-
-    def __init__(self, tmp: Path) -> None:
-        conf = settings.DATABASES["default"]
-        self.postgres = conf["ENGINE"] == "django.db.backends.postgresql"
-        if not self.postgres:
-            self.url = f"sqlite:///{tmp / 'e2e.sqlite3'}"
-            return
-        import psycopg
-
-        self.name = f"taxi_e2e{settings.TEST_RUN_ID}_{secrets.token_hex(4)}"
-        self.server = {
-            "host": conf["HOST"] or "127.0.0.1",
-            "port": conf["PORT"] or 5432,
-            "user": conf["USER"],
-            "password": conf["PASSWORD"] or None,
-            "dbname": "postgres",
-        }
-        with psycopg.connect(**self.server, autocommit=True) as conn:
-            conn.execute(f'CREATE DATABASE "{self.name}"')
-        auth = conf["USER"] + (f":{conf['PASSWORD']}" if conf["PASSWORD"] else "")
-        self.url = f"postgres://{auth}@{self.server['host']}:{self.server['port']}/{self.name}"
-
-    def drop(self) -> None:
-        if not self.postgres:
-            return
-        import psycopg
-
-        with psycopg.connect(**self.server, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
-
-
-class Stack:
-    def __init__(self, tmp: Path) -> None:
-        self.tmp = tmp
-        self.port = free_port()
-        self.processes: dict[str, subprocess.Popen] = {}
-        self.db = Database(tmp)
-        venv_bin = str(Path(sys.executable).parent)
-        self.env = {
-            **{k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "PYTEST"))},
-            "PATH": os.pathsep.join([venv_bin, os.environ.get("PATH", "")]),
-            "PYTHONUNBUFFERED": "1",
-            "DJANGO_SETTINGS_MODULE": "taxi.settings",
-            "SECRET_KEY": secrets.token_urlsafe(50),
-            "DEBUG": "0",
-            "SECURE_SSL_REDIRECT": "0",
-            "REDIS_URL": settings.REDIS_URL,
-            "DATABASE_URL": self.db.url,
-            "TAXI_VAR_DIR": str(tmp / "var"),
-            "PORT": str(self.port),
-            "WEB_CONCURRENCY": "2",
-            "DISPATCH_OFFER_TIMEOUT_S": str(OFFER_TIMEOUT_S),
-            "DISPATCH_SWEEP_EVERY_S": "2",
-            "LOG_LEVEL": "INFO",
-        }
-
-    def manage(self, *args: str) -> None:
-        subprocess.run(
-            [sys.executable, "manage.py", *args],
-            cwd=ROOT,
-            env=self.env,
-            check=True,
-            capture_output=True,
-            timeout=120,
-        )
-
-    def start(self, name: str, command: str) -> None:
-        log = open(self.tmp / f"{name}.log", "wb")  # noqa: SIM115 - closed with the process
-        self.processes[name] = subprocess.Popen(
-            ["/bin/sh", "-c", f"exec {command}"],
-            cwd=ROOT,
-            env=self.env,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # its own process group, killed whole
-        )
-        log.close()
-
-    def log(self, name: str) -> str:
-        return (self.tmp / f"{name}.log").read_text(errors="replace")
-
-    def wait_until_ready(self) -> None:
-        deadline = time.monotonic() + START_TIMEOUT_S
-        healthy = worker_ready = False
-        while time.monotonic() < deadline:
-            for name, process in self.processes.items():
-                if process.poll() is not None:
-                    raise AssertionError(f"{name} exited early:\n{self.log(name)[-3000:]}")
-            if not healthy:
-                with suppress(OSError, http.client.HTTPException):
-                    healthy = self.call("GET", "/healthz")[0] == 200
-            worker_ready = worker_ready or " ready." in self.log("worker")
-            if healthy and worker_ready:
-                return
-            time.sleep(0.2)
-        logs = "\n".join(f"--- {n}\n{self.log(n)[-2000:]}" for n in self.processes)
-        raise AssertionError(f"the stack did not come up in {START_TIMEOUT_S}s\n{logs}")
-
-    def stop(self) -> None:
-        for process in self.processes.values():
-            with suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGTERM)
-        deadline = time.monotonic() + STOP_TIMEOUT_S
-        for process in self.processes.values():
-            try:
-                process.wait(max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                with suppress(ProcessLookupError):
-                    os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
-        # Whatever a process left in its group (a prefork child) goes too.
-        for process in self.processes.values():
-            with suppress(ProcessLookupError, PermissionError):
-                os.killpg(process.pid, signal.SIGKILL)
-
-    # --- HTTP, as an app would ---
+    def __init__(self, base_url: str) -> None:
+        self.netloc = urlsplit(base_url).netloc
 
     def call(self, method: str, path: str, body: dict | None = None, token: str | None = None):
         headers = {"Content-Type": "application/json"}
         if token:
             headers["Authorization"] = f"Bearer {token}"
-        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+        connection = http.client.HTTPConnection(self.netloc, timeout=10)
         try:
             payload = None if body is None else json.dumps(body)
             connection.request(method, path, body=payload, headers=headers)
@@ -207,24 +68,12 @@ class Stack:
         return user
 
     def socket(self, user: dict):
-        return connect(f"ws://127.0.0.1:{self.port}/taxi/?token={user['access']}")
+        return connect(f"ws://{self.netloc}/taxi/?token={user['access']}")
 
 
 @pytest.fixture
-def stack(tmp_path):
-    commands = procfile()
-    assert {"web", "worker", "beat"} <= set(commands), "the Procfile names every process"
-    stack = Stack(tmp_path)
-    try:
-        stack.manage("migrate", "--noinput")
-        stack.manage("setup_periodic_tasks")
-        for name in ("web", "worker", "beat"):
-            stack.start(name, commands[name])
-        stack.wait_until_ready()
-        yield stack
-    finally:
-        stack.stop()
-        stack.db.drop()
+def stack(e2e_stack) -> App:
+    return App(e2e_stack().web_urls[0])
 
 
 class Inbox:

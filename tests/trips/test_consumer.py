@@ -13,6 +13,7 @@ import pytest
 from channels.db import database_sync_to_async
 from channels.testing import WebsocketCommunicator
 from django.utils import timezone
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from dispatch.models import Offer
 from trips.consumers import TaxiConsumer
@@ -227,6 +228,37 @@ async def test_an_unexpected_exception_in_a_handler_is_an_internal_error_frame(m
         assert_error(reply, "internal", type_="break.things")
         failures = [r for r in caplog.records if r.getMessage() == "ws.handler_failed"]
         assert len(failures) == 1 and failures[0].exc_info is not None
+        assert await answers_echo(ws)
+    finally:
+        await ws.disconnect()
+
+
+async def test_redis_failing_in_a_handler_is_an_unavailable_error_frame(make_user, caplog):
+    # Given a handler whose Redis call fails (away, or no pooled connection free)
+    async def redis_down(consumer, data):
+        raise RedisConnectionError("No connection available.")
+
+    class RedisDownConsumer(TaxiConsumer):
+        handlers = {"echo.message": None, "update.location": redis_down}
+
+    user = await new_user(make_user, "driver")
+    consumer_app = RedisDownConsumer.as_asgi()
+
+    async def app(scope, receive_, send_):
+        return await consumer_app(dict(scope, user=user), receive_, send_)
+
+    ws = WebsocketCommunicator(app, "/taxi/")
+    connected, _ = await ws.connect(timeout=5)
+    assert connected
+    try:
+        with caplog.at_level(logging.WARNING, logger="trips.consumers"):
+            reply = await request(ws, "update.location", {"lat": 1, "lng": 2})
+
+        # Then the client is told to retry (`unavailable`, as REST's 503), not
+        # that the server has a bug, and the socket keeps working
+        assert_error(reply, "unavailable", type_="update.location")
+        assert not [r for r in caplog.records if r.getMessage() == "ws.handler_failed"]
+        assert [r for r in caplog.records if r.getMessage() == "ws.unavailable"]
         assert await answers_echo(ws)
     finally:
         await ws.disconnect()
