@@ -12,6 +12,7 @@ from dispatch import keys
 from dispatch.models import Offer
 from taxi.redis import get_redis
 from trips.models import Trip, User
+from trips.serializers import MAX_LAT, MAX_LNG
 
 # Examples per property; HARDENING_EXAMPLES=1000 for a deeper run.
 EXAMPLES = int(os.environ.get("HARDENING_EXAMPLES", "60"))
@@ -149,3 +150,16 @@ def broken(draw, valid: dict, breakers: dict, required: set) -> dict:
         )
     )
     return {**body, **extra}
+
+
+# Values a coordinate field refuses, and per trip-request field what it refuses.
+lat = bad_number(-MAX_LAT, MAX_LAT)
+lng = bad_number(-MAX_LNG, MAX_LNG)
+TRIP_BREAKERS = {
+    "pick_up_address": bad_text(255),
+    "pick_up_lat": lat,
+    "pick_up_lng": lng,
+    "drop_off_address": bad_text(255),
+    "drop_off_lat": bad_number(-MAX_LAT, MAX_LAT, nullable=True),
+    "drop_off_lng": bad_number(-MAX_LNG, MAX_LNG, nullable=True),
+}

@@ -20,6 +20,7 @@ from rest_framework.test import APIClient
 from tests.conftest import PASSWORD
 from tests.hardening.support import (
     EXAMPLES,
+    TRIP_BREAKERS,
     bad_choice,
     bad_number,
     bad_text,
@@ -28,21 +29,20 @@ from tests.hardening.support import (
     encode,
     fuzz_settings,
     json_values,
+    lat,
+    lng,
     not_text,
     presence,
     repeated,
     row_counts,
 )
-from tests.trips.factories import make_trip, snapshot
+from tests.trips.factories import TRIP_REQUEST, make_trip, snapshot
 from trips.models import Trip
-from trips.serializers import MAX_LAT, MAX_LNG
 
 pytestmark = pytest.mark.django_db
 
 S = Trip.Status
 MOVES = ["IN_PROGRESS", "COMPLETED"]
-lat = bad_number(-MAX_LAT, MAX_LAT)
-lng = bad_number(-MAX_LNG, MAX_LNG)
 # What the cancel reason, TextField(max_length=255, allow_null, allow_blank), refuses.
 bad_reason = st.one_of(
     st.booleans(),
@@ -54,22 +54,6 @@ bad_reason = st.one_of(
     st.text(max_size=10).map(lambda s: s + "\ud800"),
 )
 
-TRIP = {
-    "pick_up_address": "123 Main Street",
-    "pick_up_lat": 38.8977,
-    "pick_up_lng": -77.0365,
-    "drop_off_address": "456 Piney Road",
-    "drop_off_lat": 38.9,
-    "drop_off_lng": -77.04,
-}
-TRIP_BREAKERS = {
-    "pick_up_address": bad_text(255),
-    "pick_up_lat": lat,
-    "pick_up_lng": lng,
-    "drop_off_address": bad_text(255),
-    "drop_off_lat": bad_number(-MAX_LAT, MAX_LAT, nullable=True),
-    "drop_off_lng": bad_number(-MAX_LNG, MAX_LNG, nullable=True),
-}
 TRIP_REQUIRED = {"pick_up_address", "pick_up_lat", "pick_up_lng", "drop_off_address"}
 
 SIGN_UP = {
@@ -111,7 +95,9 @@ RAW_BODIES = st.one_of(
     st.integers(4_400, 20_000).map(lambda n: b'{"pick_up_lat": ' + b"9" * n + b"}"),
     st.integers(2_000, 100_000).map(lambda n: b"[" * n + b"]" * n),
     st.integers(2_000, 50_000).map(lambda n: b'{"a":' * n + b"1" + b"}" * n),
-    st.integers(1, len(json.dumps(TRIP)) - 1).map(lambda n: json.dumps(TRIP).encode()[:n]),
+    st.integers(1, len(json.dumps(TRIP_REQUEST)) - 1).map(
+        lambda n: json.dumps(TRIP_REQUEST).encode()[:n]
+    ),
     json_values.filter(lambda v: not isinstance(v, dict)).map(encode),
 )
 
@@ -157,7 +143,7 @@ def nothing_stored_for(driver_id: int) -> bool:
 
 
 @fuzz_settings()
-@given(body=broken(TRIP, TRIP_BREAKERS, TRIP_REQUIRED))
+@given(body=broken(TRIP_REQUEST, TRIP_BREAKERS, TRIP_REQUIRED))
 def test_a_broken_trip_request_is_a_400_and_writes_nothing(world, body):
     before = row_counts()
 

@@ -21,7 +21,7 @@ from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from tests.conftest import PASSWORD
 from tests.hardening.support import EXAMPLES
-from tests.trips.factories import make_offer
+from tests.trips.factories import TRIP_REQUEST, make_offer
 from trips.auth import tokens_for
 from trips.models import Trip
 
@@ -103,16 +103,6 @@ def call(method: str, path: str, user=None, *, expect: int, **parts):
     return response.json() if response.content else None
 
 
-TRIP = {
-    "pick_up_address": "123 Main Street",
-    "pick_up_lat": 38.8977,
-    "pick_up_lng": -77.0365,
-    "drop_off_address": "456 Piney Road",
-    "drop_off_lat": 38.9,
-    "drop_off_lng": -77.04,
-}
-
-
 def test_every_answer_of_a_trips_life_matches_the_document(rider, driver, high_rates, settings):
     # Accounts.
     call(
@@ -143,7 +133,7 @@ def test_every_answer_of_a_trips_life_matches_the_document(rider, driver, high_r
     assert nearby["count"] == 1
 
     # A trip is requested, offered (as dispatch would), accepted and driven.
-    trip = call("POST", "/api/trip/", rider, expect=201, body=TRIP)
+    trip = call("POST", "/api/trip/", rider, expect=201, body=TRIP_REQUEST)
     make_offer(Trip.objects.get(pk=trip["id"]), driver)
     ids = {"trip_id": trip["id"]}
     offered = call("GET", "/api/trip/{trip_id}/", driver, expect=200, path_parameters=ids)
@@ -165,7 +155,7 @@ def test_every_answer_of_a_trips_life_matches_the_document(rider, driver, high_r
 
     # Another trip, canceled; a third; a fourth while it is active; a fifth
     # refused by the throttle.
-    second = call("POST", "/api/trip/", rider, expect=201, body=TRIP)
+    second = call("POST", "/api/trip/", rider, expect=201, body=TRIP_REQUEST)
     call(
         "POST",
         "/api/trip/{trip_id}/cancel/",
@@ -174,8 +164,8 @@ def test_every_answer_of_a_trips_life_matches_the_document(rider, driver, high_r
         path_parameters={"trip_id": second["id"]},
         body={"reason": "plans changed"},
     )
-    call("POST", "/api/trip/", rider, expect=201, body=TRIP)
-    call("POST", "/api/trip/", rider, expect=409, body=TRIP)
+    call("POST", "/api/trip/", rider, expect=201, body=TRIP_REQUEST)
+    call("POST", "/api/trip/", rider, expect=409, body=TRIP_REQUEST)
     settings.REST_FRAMEWORK = {
         **settings.REST_FRAMEWORK,
         "DEFAULT_THROTTLE_RATES": {
@@ -183,7 +173,7 @@ def test_every_answer_of_a_trips_life_matches_the_document(rider, driver, high_r
             "trip_create": "1/hour",
         },
     }
-    call("POST", "/api/trip/", rider, expect=429, body=TRIP)
+    call("POST", "/api/trip/", rider, expect=429, body=TRIP_REQUEST)
 
     # Refusals.
     unknown = {"trip_id": "00000000-0000-0000-0000-000000000000"}

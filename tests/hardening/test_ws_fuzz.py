@@ -24,22 +24,23 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from tests.hardening.support import (
+    TRIP_BREAKERS,
     bad_choice,
     bad_number,
-    bad_text,
     broken,
     containers,
     encode,
     fuzz_settings,
     json_values,
+    lat,
+    lng,
     not_text,
     presence,
     row_counts,
 )
-from tests.trips.factories import make_trip, snapshot
+from tests.trips.factories import TRIP_REQUEST, make_trip, snapshot
 from trips.consumers import MAX_REQUEST_ID_CHARS, FrameError, TaxiConsumer, _handlers
 from trips.models import Trip
-from trips.serializers import MAX_LAT, MAX_LNG
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -55,28 +56,10 @@ ERROR_CODES = {
     "active_trip_exists",
 }
 
-lat = bad_number(-MAX_LAT, MAX_LAT)
-lng = bad_number(-MAX_LNG, MAX_LNG)
 # Not a trip id: the API writes them as UUID strings.
 bad_id = st.one_of(not_text, st.integers(), st.floats(), st.text(max_size=40))
 # `data` that is not an object (null counts as `{}`).
 not_an_object = json_values.filter(lambda value: value is not None and not isinstance(value, dict))
-TRIP = {
-    "pick_up_address": "123 Main Street",
-    "pick_up_lat": 38.8977,
-    "pick_up_lng": -77.0365,
-    "drop_off_address": "456 Piney Road",
-    "drop_off_lat": 38.9,
-    "drop_off_lng": -77.04,
-}
-TRIP_BREAKERS = {
-    "pick_up_address": bad_text(255),
-    "pick_up_lat": lat,
-    "pick_up_lng": lng,
-    "drop_off_address": bad_text(255),
-    "drop_off_lat": bad_number(-MAX_LAT, MAX_LAT, nullable=True),
-    "drop_off_lng": bad_number(-MAX_LNG, MAX_LNG, nullable=True),
-}
 bad_reason = st.one_of(
     st.booleans(), st.integers(), containers, st.text(max_size=5).map(lambda s: s + "\x00")
 )
@@ -90,7 +73,7 @@ def data_for(trip_id: str) -> dict[str, st.SearchStrategy]:
     return {
         "create.trip": st.one_of(
             not_an_object,
-            broken(TRIP, TRIP_BREAKERS, {"pick_up_address", "pick_up_lat", "pick_up_lng"}),
+            broken(TRIP_REQUEST, TRIP_BREAKERS, {"pick_up_address", "pick_up_lat", "pick_up_lng"}),
         ),
         "update.trip": st.one_of(
             not_an_object,
@@ -178,7 +161,9 @@ malformed_frames = st.one_of(
     # Any address text, surrogates and unassigned code points included: the
     # rider already rides, so at best `active_trip_exists`.
     odd_text.map(
-        lambda s: json.dumps({"type": "create.trip", "data": {**TRIP, "pick_up_address": s}})
+        lambda s: json.dumps(
+            {"type": "create.trip", "data": {**TRIP_REQUEST, "pick_up_address": s}}
+        )
     ),
 )
 

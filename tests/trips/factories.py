@@ -14,6 +14,16 @@ from trips.models import Trip, User
 
 S = Trip.Status
 
+# A valid trip request body (REST `POST /api/trip/`, WS `create.trip`).
+TRIP_REQUEST = {
+    "pick_up_address": "123 Main Street",
+    "pick_up_lat": 38.8977,
+    "pick_up_lng": -77.0365,
+    "drop_off_address": "456 Piney Road",
+    "drop_off_lat": 38.9,
+    "drop_off_lng": -77.04,
+}
+
 
 def make_trip(rider: User, *, status: str = S.REQUESTED, driver=None, **fields) -> Trip:
     fields.setdefault("pick_up_address", "123 Main Street")

@@ -16,21 +16,13 @@ from django.utils import timezone
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from dispatch.models import Offer
+from tests.trips.factories import TRIP_REQUEST
 from trips.consumers import TaxiConsumer
 from trips.models import Trip
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 QUIET_S = 0.3  # how long a socket must stay silent to count as "got nothing"
-
-TRIP_FIELDS = {
-    "pick_up_address": "123 Main Street",
-    "pick_up_lat": 38.8977,
-    "pick_up_lng": -77.0365,
-    "drop_off_address": "456 Piney Road",
-    "drop_off_lat": 38.9,
-    "drop_off_lng": -77.04,
-}
 
 
 # --- helpers ---------------------------------------------------------------
@@ -83,7 +75,7 @@ def new_user(make_user, group: str):
 @database_sync_to_async
 def make_trip(rider, *, status: str = Trip.Status.REQUESTED, driver=None, **fields) -> Trip:
     return Trip.objects.create(
-        rider=rider, driver=driver, status=status, **{**TRIP_FIELDS, **fields}
+        rider=rider, driver=driver, status=status, **{**TRIP_REQUEST, **fields}
     )
 
 
@@ -201,16 +193,14 @@ async def test_a_long_request_id_is_echoed_cut_short(ws_connect, rider):
     assert reply["request_id"] == "x" * 128
 
 
-async def test_an_unexpected_exception_in_a_handler_is_an_internal_error_frame(make_user, caplog):
-    # Given a consumer with a handler that fails the way a bug would.
-    async def broken(consumer, data):
-        raise RuntimeError("bug")
+async def socket_with_handlers(user, handlers: dict) -> WebsocketCommunicator:
+    """A socket of `user` on a TaxiConsumer with these handlers (and echo)."""
 
-    class BrokenConsumer(TaxiConsumer):
-        handlers = {"echo.message": None, "break.things": broken}
+    class Consumer(TaxiConsumer):
+        pass
 
-    user = await new_user(make_user, "rider")
-    consumer_app = BrokenConsumer.as_asgi()
+    Consumer.handlers = {"echo.message": None, **handlers}
+    consumer_app = Consumer.as_asgi()
 
     async def app(scope, receive_, send_):
         return await consumer_app(dict(scope, user=user), receive_, send_)
@@ -218,6 +208,16 @@ async def test_an_unexpected_exception_in_a_handler_is_an_internal_error_frame(m
     ws = WebsocketCommunicator(app, "/taxi/")
     connected, _ = await ws.connect(timeout=5)
     assert connected
+    return ws
+
+
+async def test_an_unexpected_exception_in_a_handler_is_an_internal_error_frame(make_user, caplog):
+    # Given a consumer with a handler that fails the way a bug would.
+    async def broken(consumer, data):
+        raise RuntimeError("bug")
+
+    user = await new_user(make_user, "rider")
+    ws = await socket_with_handlers(user, {"break.things": broken})
     try:
         # When the handler runs.
         with caplog.at_level(logging.ERROR, logger="trips.consumers"):
@@ -238,18 +238,8 @@ async def test_redis_failing_in_a_handler_is_an_unavailable_error_frame(make_use
     async def redis_down(consumer, data):
         raise RedisConnectionError("No connection available.")
 
-    class RedisDownConsumer(TaxiConsumer):
-        handlers = {"echo.message": None, "update.location": redis_down}
-
     user = await new_user(make_user, "driver")
-    consumer_app = RedisDownConsumer.as_asgi()
-
-    async def app(scope, receive_, send_):
-        return await consumer_app(dict(scope, user=user), receive_, send_)
-
-    ws = WebsocketCommunicator(app, "/taxi/")
-    connected, _ = await ws.connect(timeout=5)
-    assert connected
+    ws = await socket_with_handlers(user, {"update.location": redis_down})
     try:
         with caplog.at_level(logging.WARNING, logger="trips.consumers"):
             reply = await request(ws, "update.location", {"lat": 1, "lng": 2})
@@ -276,7 +266,7 @@ async def test_create_trip_replies_once_and_pushes_to_the_riders_other_sockets(
     stranger = await open_socket(ws_connect, await new_user(make_user, "rider"))
 
     # When the rider creates a trip on one socket.
-    reply = await request(phone, "create.trip", TRIP_FIELDS, request_id="create-1")
+    reply = await request(phone, "create.trip", TRIP_REQUEST, request_id="create-1")
 
     # Then that socket gets `trip.created` with its request_id, and only that.
     assert reply["type"] == "trip.created"
@@ -300,7 +290,7 @@ async def test_create_trip_ignores_fields_a_rider_may_not_set(ws_connect, rider,
         ws,
         "create.trip",
         {
-            **TRIP_FIELDS,
+            **TRIP_REQUEST,
             "id": forced_id,
             "status": "COMPLETED",
             "version": 99,
@@ -319,7 +309,7 @@ async def test_create_trip_ignores_fields_a_rider_may_not_set(ws_connect, rider,
 async def test_create_trip_by_a_driver_is_forbidden_and_writes_nothing(ws_connect, driver):
     ws = await open_socket(ws_connect, driver)
 
-    reply = await request(ws, "create.trip", TRIP_FIELDS)
+    reply = await request(ws, "create.trip", TRIP_REQUEST)
 
     assert_error(reply, "forbidden", type_="create.trip")
     assert await trip_count() == 0
@@ -327,10 +317,10 @@ async def test_create_trip_by_a_driver_is_forbidden_and_writes_nothing(ws_connec
 
 async def test_a_second_active_trip_is_refused(ws_connect, rider):
     ws = await open_socket(ws_connect, rider)
-    first = await request(ws, "create.trip", TRIP_FIELDS)
+    first = await request(ws, "create.trip", TRIP_REQUEST)
     assert first["type"] == "trip.created"
 
-    reply = await request(ws, "create.trip", TRIP_FIELDS, request_id="again")
+    reply = await request(ws, "create.trip", TRIP_REQUEST, request_id="again")
 
     assert_error(reply, "active_trip_exists", request_id="again")
     assert await trip_count() == 1
@@ -338,7 +328,7 @@ async def test_a_second_active_trip_is_refused(ws_connect, rider):
 
 def _create_frame(**overrides: str) -> str:
     """A raw `create.trip` frame, values given as JSON source text."""
-    fields = {k: json.dumps(v) for k, v in TRIP_FIELDS.items()}
+    fields = {k: json.dumps(v) for k, v in TRIP_REQUEST.items()}
     fields.update(overrides)
     body = ", ".join(f'"{k}": {v}' for k, v in fields.items() if v is not None)
     return f'{{"type": "create.trip", "request_id": "c", "data": {{{body}}}}}'
@@ -384,7 +374,7 @@ async def test_create_trip_without_drop_off_coordinates(ws_connect, rider):
     ws = await open_socket(ws_connect, rider)
 
     reply = await request(
-        ws, "create.trip", {**TRIP_FIELDS, "drop_off_lat": None, "drop_off_lng": None}
+        ws, "create.trip", {**TRIP_REQUEST, "drop_off_lat": None, "drop_off_lng": None}
     )
 
     assert reply["type"] == "trip.created"
@@ -704,7 +694,7 @@ async def test_a_trip_from_request_to_completion(ws_connect, rider, driver):
     rider_ws = await open_socket(ws_connect, rider)
     driver_ws = await open_socket(ws_connect, driver)
 
-    created = await request(rider_ws, "create.trip", TRIP_FIELDS)
+    created = await request(rider_ws, "create.trip", TRIP_REQUEST)
     trip_id = created["data"]["id"]
     await make_offer(await database_sync_to_async(Trip.objects.get)(pk=trip_id), driver)
 

@@ -15,6 +15,7 @@ from tests.trips.factories import (
     ALLOWED,
     ALLOWED_CASES,
     REFUSED_CASES,
+    TRIP_REQUEST,
     build,
     make_offer,
     make_trip,
@@ -37,14 +38,6 @@ from trips.services import trip_accept, trip_cancel, trip_create, trip_expire, t
 pytestmark = pytest.mark.django_db
 
 S = Trip.Status
-TRIP_FIELDS = {
-    "pick_up_address": "123 Main Street",
-    "pick_up_lat": 38.8977,
-    "pick_up_lng": -77.0365,
-    "drop_off_address": "456 Piney Road",
-    "drop_off_lat": 38.9,
-    "drop_off_lng": -77.04,
-}
 
 
 # create
@@ -54,7 +47,7 @@ def test_a_rider_requests_a_trip_and_dispatch_is_queued_after_commit(
     rider, django_capture_on_commit_callbacks
 ):
     with django_capture_on_commit_callbacks(execute=True):
-        trip = trip_create(rider=rider, **TRIP_FIELDS)
+        trip = trip_create(rider=rider, **TRIP_REQUEST)
 
     trip.refresh_from_db()
     assert (trip.status, trip.version, trip.rider_id, trip.driver_id) == (
@@ -68,7 +61,7 @@ def test_a_rider_requests_a_trip_and_dispatch_is_queued_after_commit(
 
 
 def test_drop_off_coordinates_are_optional(rider):
-    fields = {k: v for k, v in TRIP_FIELDS.items() if not k.startswith("drop_off_l")}
+    fields = {k: v for k, v in TRIP_REQUEST.items() if not k.startswith("drop_off_l")}
 
     trip = trip_create(rider=rider, **fields)
 
@@ -77,7 +70,7 @@ def test_drop_off_coordinates_are_optional(rider):
 
 def test_a_driver_cannot_request_a_trip(driver, django_capture_on_commit_callbacks):
     with pytest.raises(Forbidden), django_capture_on_commit_callbacks() as callbacks:
-        trip_create(rider=driver, **TRIP_FIELDS)
+        trip_create(rider=driver, **TRIP_REQUEST)
 
     assert not Trip.objects.exists()
     assert callbacks == []
@@ -89,7 +82,7 @@ def test_a_second_active_trip_is_refused(rider, driver, active, django_capture_o
     before = snapshot(first)
 
     with pytest.raises(ActiveTripExists), django_capture_on_commit_callbacks() as callbacks:
-        trip_create(rider=rider, **TRIP_FIELDS)
+        trip_create(rider=rider, **TRIP_REQUEST)
 
     assert Trip.objects.filter(rider=rider).count() == 1
     assert snapshot(first) == before
@@ -99,7 +92,7 @@ def test_a_second_active_trip_is_refused(rider, driver, active, django_capture_o
 def test_a_finished_trip_does_not_stop_the_next(rider):
     make_trip(rider, status=S.CANCELED)
 
-    trip_create(rider=rider, **TRIP_FIELDS)
+    trip_create(rider=rider, **TRIP_REQUEST)
 
     assert Trip.objects.filter(rider=rider, status=S.REQUESTED).count() == 1
 
@@ -108,9 +101,9 @@ def test_a_retry_with_the_same_idempotency_key_returns_the_first_trip(
     rider, django_capture_on_commit_callbacks
 ):
     with django_capture_on_commit_callbacks(execute=True):
-        first = trip_create(rider=rider, idempotency_key="retry-1", **TRIP_FIELDS)
+        first = trip_create(rider=rider, idempotency_key="retry-1", **TRIP_REQUEST)
     with django_capture_on_commit_callbacks(execute=True) as callbacks:
-        again = trip_create(rider=rider, idempotency_key="retry-1", **TRIP_FIELDS)
+        again = trip_create(rider=rider, idempotency_key="retry-1", **TRIP_REQUEST)
 
     assert again.pk == first.pk
     assert Trip.objects.count() == 1
@@ -120,18 +113,18 @@ def test_a_retry_with_the_same_idempotency_key_returns_the_first_trip(
 
 
 def test_a_new_idempotency_key_is_a_new_request(rider):
-    trip_create(rider=rider, idempotency_key="a", **TRIP_FIELDS)
+    trip_create(rider=rider, idempotency_key="a", **TRIP_REQUEST)
 
     with pytest.raises(ActiveTripExists):
-        trip_create(rider=rider, idempotency_key="b", **TRIP_FIELDS)
+        trip_create(rider=rider, idempotency_key="b", **TRIP_REQUEST)
 
     assert Trip.objects.count() == 1
 
 
 def test_idempotency_keys_belong_to_their_rider(make_user):
-    first = trip_create(rider=make_user("rider"), idempotency_key="same", **TRIP_FIELDS)
+    first = trip_create(rider=make_user("rider"), idempotency_key="same", **TRIP_REQUEST)
 
-    second = trip_create(rider=make_user("rider"), idempotency_key="same", **TRIP_FIELDS)
+    second = trip_create(rider=make_user("rider"), idempotency_key="same", **TRIP_REQUEST)
 
     assert second.pk != first.pk
     assert Trip.objects.count() == 2
@@ -209,7 +202,7 @@ def test_trip_move_makes_only_the_drivers_own_moves(world, status):
 
 
 def test_a_trip_grows_one_version_per_change(rider, driver):
-    trip = trip_create(rider=rider, **TRIP_FIELDS)
+    trip = trip_create(rider=rider, **TRIP_REQUEST)
     make_offer(trip, driver)
 
     versions = [trip.version]

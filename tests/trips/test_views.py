@@ -18,6 +18,7 @@ from tests.trips.factories import (
     ALLOWED,
     ALLOWED_CASES,
     REFUSED_CASES,
+    TRIP_REQUEST,
     build,
     make_offer,
     make_trip,
@@ -49,15 +50,7 @@ TRIP_KEYS = {
     "rider",
     "driver",
 }
-BODY = {
-    "pick_up_address": "123 Main Street",
-    "pick_up_lat": 38.8977,
-    "pick_up_lng": -77.0365,
-    "drop_off_address": "456 Piney Road",
-    "drop_off_lat": 38.9,
-    "drop_off_lng": -77.04,
-}
-RAW_BODY = json.dumps(BODY)
+RAW_BODY = json.dumps(TRIP_REQUEST)
 
 
 def url(trip, action: str = "") -> str:
@@ -77,7 +70,7 @@ def error_code(response) -> str:
 @pytest.mark.django_db
 def test_a_rider_requests_a_trip(rider, client_for, django_capture_on_commit_callbacks):
     with django_capture_on_commit_callbacks(execute=True):
-        response = client_for(rider).post(TRIPS, BODY, format="json")
+        response = client_for(rider).post(TRIPS, TRIP_REQUEST, format="json")
 
     assert response.status_code == 201
     body = response.json()
@@ -89,7 +82,7 @@ def test_a_rider_requests_a_trip(rider, client_for, django_capture_on_commit_cal
         None,
     )
     assert body["rider"]["id"] == rider.pk
-    assert {k: body[k] for k in BODY} == BODY
+    assert {k: body[k] for k in TRIP_REQUEST} == TRIP_REQUEST
     assert Trip.objects.get().pk == uuid.UUID(body["id"])
     assert queued_dispatches() == 1
 
@@ -99,7 +92,7 @@ def test_protected_fields_in_the_body_are_ignored(make_user, rider, client_for):
     someone, driver = make_user("rider"), make_user("driver")
     planted_id = str(uuid.uuid4())
     body = {
-        **BODY,
+        **TRIP_REQUEST,
         "id": planted_id,
         "status": S.COMPLETED,
         "status_reason": "free ride",
@@ -121,7 +114,7 @@ def test_protected_fields_in_the_body_are_ignored(make_user, rider, client_for):
 
 @pytest.mark.django_db
 def test_a_driver_cannot_request_a_trip(driver, client_for):
-    response = client_for(driver).post(TRIPS, BODY, format="json")
+    response = client_for(driver).post(TRIPS, TRIP_REQUEST, format="json")
 
     assert response.status_code == 403
     assert error_code(response) == "forbidden"
@@ -130,7 +123,7 @@ def test_a_driver_cannot_request_a_trip(driver, client_for):
 
 @pytest.mark.django_db
 def test_requesting_needs_a_login(api):
-    response = api.post(TRIPS, BODY, format="json")
+    response = api.post(TRIPS, TRIP_REQUEST, format="json")
 
     assert response.status_code == 401
     assert error_code(response) == "not_authenticated"
@@ -140,9 +133,9 @@ def test_requesting_needs_a_login(api):
 @pytest.mark.django_db
 def test_a_second_active_trip_is_refused(rider, client_for):
     client = client_for(rider)
-    first = client.post(TRIPS, BODY, format="json").json()
+    first = client.post(TRIPS, TRIP_REQUEST, format="json").json()
 
-    response = client.post(TRIPS, BODY, format="json")
+    response = client.post(TRIPS, TRIP_REQUEST, format="json")
 
     assert response.status_code == 409
     assert error_code(response) == "active_trip_exists"
@@ -156,9 +149,9 @@ def test_a_retry_with_the_same_idempotency_key_returns_the_first_trip(
     client = client_for(rider)
 
     with django_capture_on_commit_callbacks(execute=True):
-        first = client.post(TRIPS, BODY, format="json", HTTP_IDEMPOTENCY_KEY="req-42")
+        first = client.post(TRIPS, TRIP_REQUEST, format="json", HTTP_IDEMPOTENCY_KEY="req-42")
     with django_capture_on_commit_callbacks(execute=True) as retry_callbacks:
-        retry = client.post(TRIPS, BODY, format="json", HTTP_IDEMPOTENCY_KEY="req-42")
+        retry = client.post(TRIPS, TRIP_REQUEST, format="json", HTTP_IDEMPOTENCY_KEY="req-42")
 
     assert (first.status_code, retry.status_code) == (201, 201)
     assert retry.json() == first.json()
@@ -170,9 +163,9 @@ def test_a_retry_with_the_same_idempotency_key_returns_the_first_trip(
 @pytest.mark.django_db
 def test_a_new_idempotency_key_with_an_active_trip_is_refused(rider, client_for):
     client = client_for(rider)
-    client.post(TRIPS, BODY, format="json", HTTP_IDEMPOTENCY_KEY="one")
+    client.post(TRIPS, TRIP_REQUEST, format="json", HTTP_IDEMPOTENCY_KEY="one")
 
-    response = client.post(TRIPS, BODY, format="json", HTTP_IDEMPOTENCY_KEY="two")
+    response = client.post(TRIPS, TRIP_REQUEST, format="json", HTTP_IDEMPOTENCY_KEY="two")
 
     assert response.status_code == 409
     assert error_code(response) == "active_trip_exists"
@@ -181,7 +174,9 @@ def test_a_new_idempotency_key_with_an_active_trip_is_refused(rider, client_for)
 
 @pytest.mark.django_db
 def test_an_idempotency_key_of_255_characters_is_accepted(rider, client_for):
-    response = client_for(rider).post(TRIPS, BODY, format="json", HTTP_IDEMPOTENCY_KEY="k" * 255)
+    response = client_for(rider).post(
+        TRIPS, TRIP_REQUEST, format="json", HTTP_IDEMPOTENCY_KEY="k" * 255
+    )
 
     assert response.status_code == 201
     assert Trip.objects.get().idempotency_key == "k" * 255
@@ -189,7 +184,9 @@ def test_an_idempotency_key_of_255_characters_is_accepted(rider, client_for):
 
 @pytest.mark.django_db
 def test_an_overlong_idempotency_key_is_refused(rider, client_for):
-    response = client_for(rider).post(TRIPS, BODY, format="json", HTTP_IDEMPOTENCY_KEY="k" * 256)
+    response = client_for(rider).post(
+        TRIPS, TRIP_REQUEST, format="json", HTTP_IDEMPOTENCY_KEY="k" * 256
+    )
 
     assert response.status_code == 400
     assert error_code(response) == "invalid"
@@ -218,10 +215,12 @@ BAD_RAW_BODIES = {
     "null pick-up": _replace(RAW_BODY, "pick_up_lat", "null"),
     "list": _replace(RAW_BODY, "pick_up_lat", "[38.9]"),
     "object": _replace(RAW_BODY, "pick_up_lat", '{"lat": 38.9}'),
-    "missing latitude": json.dumps({k: v for k, v in BODY.items() if k != "pick_up_lat"}),
-    "missing address": json.dumps({k: v for k, v in BODY.items() if k != "pick_up_address"}),
-    "half a drop-off": json.dumps({k: v for k, v in BODY.items() if k != "drop_off_lng"}),
-    "overlong address": json.dumps({**BODY, "pick_up_address": "x" * 256}),
+    "missing latitude": json.dumps({k: v for k, v in TRIP_REQUEST.items() if k != "pick_up_lat"}),
+    "missing address": json.dumps(
+        {k: v for k, v in TRIP_REQUEST.items() if k != "pick_up_address"}
+    ),
+    "half a drop-off": json.dumps({k: v for k, v in TRIP_REQUEST.items() if k != "drop_off_lng"}),
+    "overlong address": json.dumps({**TRIP_REQUEST, "pick_up_address": "x" * 256}),
     "empty object": "{}",
 }
 
@@ -266,7 +265,7 @@ def test_a_body_that_is_not_an_object_is_a_400(rider, client_for, raw):
 
 @pytest.mark.django_db
 def test_trip_bodies_are_json_only(rider, client_for):
-    response = client_for(rider).post(TRIPS, BODY)  # multipart form
+    response = client_for(rider).post(TRIPS, TRIP_REQUEST)  # multipart form
 
     assert response.status_code == 415
     assert error_code(response) == "invalid"
@@ -281,7 +280,7 @@ def test_requesting_too_fast_is_rate_limited_while_reading_is_not(rider, client_
     for _ in range(allowed):
         assert client.post(TRIPS, {}, format="json").status_code == 400
 
-    response = client.post(TRIPS, BODY, format="json")
+    response = client.post(TRIPS, TRIP_REQUEST, format="json")
 
     assert response.status_code == 429
     assert error_code(response) == "rate_limited"

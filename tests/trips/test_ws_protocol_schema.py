@@ -23,7 +23,8 @@ from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT7
 
 from dispatch.services import trip_dispatch
-from tests.trips.test_consumer import TRIP_FIELDS, open_socket
+from tests.trips.factories import TRIP_REQUEST
+from tests.trips.test_consumer import open_socket
 from trips import events
 from trips.consumers import FLOOD_STRIKES, TaxiConsumer, _handlers
 from trips.models import Trip
@@ -169,7 +170,7 @@ async def test_every_frame_of_a_scripted_session_matches_the_document(
     rider_ws = Peer(await open_socket(ws_connect, rider), seen)
     rider_tablet = Peer(await open_socket(ws_connect, rider), seen)
     driver_ws = Peer(await open_socket(ws_connect, driver), seen)
-    pick_up = {"lat": TRIP_FIELDS["pick_up_lat"], "lng": TRIP_FIELDS["pick_up_lng"]}
+    pick_up = {"lat": TRIP_REQUEST["pick_up_lat"], "lng": TRIP_REQUEST["pick_up_lng"]}
 
     # Echo, and the driver goes online at the pick-up.
     r = await driver_ws.send("echo.message", {"hello": [1, "two", None]})
@@ -178,7 +179,7 @@ async def test_every_frame_of_a_scripted_session_matches_the_document(
     await driver_ws.expect("driver.status", request_id=r)
 
     # Trip 1: created, offered, accepted with update.trip, driven, completed.
-    r = await rider_ws.send("create.trip", TRIP_FIELDS)
+    r = await rider_ws.send("create.trip", TRIP_REQUEST)
     trip_id = (await rider_ws.expect("trip.created", request_id=r))["data"]["id"]
     await rider_tablet.expect("trip.created")
     assert await dispatch(trip_id) is not None
@@ -208,9 +209,9 @@ async def test_every_frame_of_a_scripted_session_matches_the_document(
     await rider_ws.expect_error("not_found", request_id=r)
     r = await driver_ws.send("accept.trip", {"id": trip_id})
     await driver_ws.expect_error("offer_not_available", request_id=r)
-    r = await driver_ws.send("create.trip", TRIP_FIELDS)
+    r = await driver_ws.send("create.trip", TRIP_REQUEST)
     await driver_ws.expect_error("forbidden", request_id=r)
-    r = await rider_ws.send("create.trip", {**TRIP_FIELDS, "pick_up_lat": 91}, valid=False)
+    r = await rider_ws.send("create.trip", {**TRIP_REQUEST, "pick_up_lat": 91}, valid=False)
     invalid = await rider_ws.expect_error("invalid", request_id=r)
     assert "pick_up_lat" in invalid["data"]["errors"]
     r = await rider_ws.send("update.trip", {"id": 5, "status": "DONE"}, valid=False)
@@ -225,10 +226,10 @@ async def test_every_frame_of_a_scripted_session_matches_the_document(
     await rider_ws.expect_error("bad_json")
 
     # Trip 2: the rider cancels while the driver holds its offer.
-    r = await rider_ws.send("create.trip", TRIP_FIELDS)
+    r = await rider_ws.send("create.trip", TRIP_REQUEST)
     trip_id = (await rider_ws.expect("trip.created", request_id=r))["data"]["id"]
     await rider_tablet.expect("trip.created")
-    r = await rider_ws.send("create.trip", TRIP_FIELDS)
+    r = await rider_ws.send("create.trip", TRIP_REQUEST)
     await rider_ws.expect_error("active_trip_exists", request_id=r)
     assert await dispatch(trip_id) is not None
     await driver_ws.expect("trip.offer")
@@ -240,7 +241,7 @@ async def test_every_frame_of_a_scripted_session_matches_the_document(
     assert revoked["data"]["reason"] == "canceled"
 
     # Trip 3: the driver declines.
-    r = await rider_ws.send("create.trip", TRIP_FIELDS)
+    r = await rider_ws.send("create.trip", TRIP_REQUEST)
     trip_id = (await rider_ws.expect("trip.created", request_id=r))["data"]["id"]
     await rider_tablet.expect("trip.created")
     assert await dispatch(trip_id) is not None
@@ -252,7 +253,7 @@ async def test_every_frame_of_a_scripted_session_matches_the_document(
     await rider_tablet.expect("trip.updated")
 
     # Trip 4: offered, then the service gives up on it.
-    no_drop_off = {**TRIP_FIELDS, "drop_off_lat": None, "drop_off_lng": None}
+    no_drop_off = {**TRIP_REQUEST, "drop_off_lat": None, "drop_off_lng": None}
     r = await rider_ws.send("create.trip", no_drop_off)
     trip_id = (await rider_ws.expect("trip.created", request_id=r))["data"]["id"]
     await rider_tablet.expect("trip.created")
