@@ -13,6 +13,8 @@ from rest_framework.views import APIView
 
 from dispatch import presence, services
 from trips.serializers import (
+    MAX_LAT,
+    MAX_LNG,
     BoundedFloatField,
     ErrorSerializer,
     LocationSerializer,
@@ -23,6 +25,7 @@ from trips.serializers import (
 
 # /nearby/ answers at most this many drivers within at most this radius.
 NEARBY_MAX_RADIUS_KM = 50.0
+NEARBY_MIN_RADIUS_KM = 0.001
 NEARBY_DEFAULT_RADIUS_KM = 5.0
 NEARBY_MAX_DRIVERS = 100
 
@@ -91,11 +94,19 @@ class DriverLocationView(APIView):
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
+def _number(low: float, high: float) -> dict:
+    """A query parameter's schema: a number in [low, high], as the view checks."""
+    return {"type": "number", "minimum": low, "maximum": high}
+
+
 class NearbyQuerySerializer(serializers.Serializer):
     lat = latitude()
     lng = longitude()
     radius_km = BoundedFloatField(
-        low=0.001, high=NEARBY_MAX_RADIUS_KM, required=False, default=NEARBY_DEFAULT_RADIUS_KM
+        low=NEARBY_MIN_RADIUS_KM,
+        high=NEARBY_MAX_RADIUS_KM,
+        required=False,
+        default=NEARBY_DEFAULT_RADIUS_KM,
     )
 
     def to_internal_value(self, data):
@@ -135,11 +146,11 @@ class DriverNearbyView(APIView):
     @extend_schema(
         summary="Available drivers near a point, rounded, without identities",
         parameters=[
-            OpenApiParameter("lat", float, required=True),
-            OpenApiParameter("lng", float, required=True),
+            OpenApiParameter("lat", _number(-MAX_LAT, MAX_LAT), required=True),
+            OpenApiParameter("lng", _number(-MAX_LNG, MAX_LNG), required=True),
             OpenApiParameter(
                 "radius_km",
-                float,
+                _number(NEARBY_MIN_RADIUS_KM, NEARBY_MAX_RADIUS_KM),
                 description=f"default {NEARBY_DEFAULT_RADIUS_KM}, at most {NEARBY_MAX_RADIUS_KM}",
             ),
         ],

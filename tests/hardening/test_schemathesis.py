@@ -40,10 +40,6 @@ EXCLUDED = {
     ("POST", "/api/trip/"): [positive_data_acceptance],
     # `refresh` must be a real refresh token.
     ("POST", "/api/log_out/"): [positive_data_acceptance],
-    # dispatch/views.py documents lat, lng and radius_km as bare numbers;
-    # the view refuses values out of range with a 400. Reported to dispatch:
-    # document the ranges (e.g. OpenApiParameter types with minimum/maximum).
-    ("GET", "/api/driver/nearby/"): [positive_data_acceptance],
 }
 
 

@@ -19,14 +19,15 @@ import yaml
 from channels.db import database_sync_to_async
 from channels.testing import WebsocketCommunicator
 from django.conf import settings
+from redis.exceptions import ConnectionError as RedisConnectionError
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT7
 
 from dispatch.services import trip_dispatch
 from tests.trips.factories import TRIP_REQUEST
-from tests.trips.test_consumer import open_socket
+from tests.trips.test_consumer import open_socket, socket_with_handlers
 from trips import events
-from trips.consumers import FLOOD_STRIKES, TaxiConsumer, _handlers
+from trips.consumers import FLOOD_STRIKES, _handlers
 from trips.models import Trip
 from trips.services import trip_expire
 
@@ -286,25 +287,22 @@ async def test_every_frame_of_a_scripted_session_matches_the_document(
     for peer in (rider_ws, rider_tablet, driver_ws):
         assert await peer.quiet()
     seen_codes = {frame["data"]["code"] for frame in seen.get("error", [])}
-    assert seen_codes == ERROR_CODES - {"internal"}  # `internal`: the next test
+    # `internal` and `unavailable` are the server's failures: the next test
+    assert seen_codes == ERROR_CODES - {"internal", "unavailable"}
     assert set(seen) == set(SERVER_MESSAGES)
 
 
-async def test_an_internal_error_frame_matches_the_document(make_user):
+@pytest.mark.parametrize(
+    ("failure", "code"),
+    [(ZeroDivisionError(), "internal"), (RedisConnectionError("gone"), "unavailable")],
+    ids=["bug", "redis-down"],
+)
+async def test_a_server_side_error_frame_matches_the_document(make_user, failure, code):
     async def broken(consumer, data):
-        raise ZeroDivisionError
-
-    class BrokenConsumer(TaxiConsumer):
-        handlers = {"echo.message": None, "break.things": broken}
+        raise failure
 
     user = await database_sync_to_async(make_user)("rider")
-    consumer_app = BrokenConsumer.as_asgi()
-
-    async def app(scope, receive, send):
-        return await consumer_app(dict(scope, user=user), receive, send)
-
-    ws = WebsocketCommunicator(app, "/taxi/")
-    assert (await ws.connect(timeout=5))[0]
+    ws = await socket_with_handlers(user, {"break.things": broken})
     try:
         await ws.send_json_to({"type": "break.things", "data": {}, "request_id": "x"})
         frame = await ws.receive_json_from(timeout=5)
@@ -312,4 +310,4 @@ async def test_an_internal_error_frame_matches_the_document(make_user):
         await ws.disconnect()
 
     validate_server_frame(frame)
-    assert frame["data"]["code"] == "internal"
+    assert frame["data"]["code"] == code
