@@ -123,7 +123,10 @@ return 1
 """)
 
 # KEYS: available, driver hash. ARGV: member, driver ttl, trip, rider.
+# Returns 0, changing nothing, when that trip has already ended: its release
+# (after a cancel, say) ran first, and the late assign must not undo it.
 _ASSIGNED = _Lua("""
+if redis.call('HGET', KEYS[2], 'ended') == ARGV[3] then return 0 end
 redis.call('ZREM', KEYS[1], ARGV[1])
 redis.call('HSET', KEYS[2], 'state', 'on_trip', 'trip', ARGV[3], 'rider', ARGV[4], 'fwd', '0')
 redis.call('EXPIRE', KEYS[2], ARGV[2])
@@ -131,12 +134,13 @@ return 1
 """)
 
 # KEYS: available, last_seen, driver hash.
-# ARGV: member, now, presence ttl, driver ttl, index ttl.
+# ARGV: member, now, presence ttl, driver ttl, index ttl, the trip that ended ('' for an offer).
 # Returns 1 when the driver is back in the available set.
 _RELEASED = _Lua("""
 local h = KEYS[3]
 if redis.call('EXISTS', h) == 0 then return 0 end
 redis.call('HSET', h, 'state', 'free')
+if ARGV[6] ~= '' then redis.call('HSET', h, 'ended', ARGV[6]) end
 redis.call('HDEL', h, 'trip', 'rider', 'fwd')
 redis.call('EXPIRE', h, ARGV[4])
 local f = redis.call('HMGET', h, 'online', 'lng', 'lat')
@@ -284,9 +288,12 @@ def on_driver_assigned(driver_id: int, *, trip_id, rider_id: int) -> None:
         logger.exception("presence.assign_failed", extra={"driver_id": driver_id})
 
 
-def on_driver_released(driver_id: int) -> bool:
-    """The driver's offer or trip ended: available again if still online and
-    heard from lately. Returns whether they are back in the available set."""
+def on_driver_released(driver_id: int, *, trip_id=None) -> bool:
+    """The driver's offer or trip (`trip_id`) ended: available again if still
+    online and heard from lately. Returns whether they are back in the
+    available set. The ended trip is remembered, so that trip's assignment,
+    should it arrive late (the accept's after-commit work racing a cancel's),
+    is ignored instead of putting the driver back on a trip that is over."""
     try:
         back = _RELEASED(
             get_redis(),
@@ -297,6 +304,7 @@ def on_driver_released(driver_id: int) -> bool:
                 settings.DRIVER_PRESENCE_TTL_S,
                 keys.DRIVER_TTL_S,
                 keys.index_ttl_s(),
+                "" if trip_id is None else str(trip_id),
             ],
         )
     except RedisError:

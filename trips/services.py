@@ -215,5 +215,7 @@ def _transition(
 
 def _release_driver_on_commit(trip: Trip) -> None:
     if trip.driver_id is not None:
-        driver_id = trip.driver_id
-        transaction.on_commit(lambda: presence.on_driver_released(driver_id), robust=True)
+        driver_id, trip_id = trip.driver_id, trip.pk
+        transaction.on_commit(
+            lambda: presence.on_driver_released(driver_id, trip_id=trip_id), robust=True
+        )

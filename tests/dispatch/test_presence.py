@@ -12,6 +12,7 @@ from taxi.redis import get_redis
 HERE = (38.8977, -77.0365)
 DRIVER, OTHER = 101, 102
 TRIP_ID = "3f1c0000-0000-4000-8000-000000000001"
+OTHER_TRIP_ID = "3f1c0000-0000-4000-8000-000000000002"
 RIDER = 7
 
 
@@ -173,6 +174,25 @@ def test_after_the_trip_positions_stop_going_to_the_rider(clock):
     assert presence.ping(DRIVER, lat=HERE[0], lng=HERE[1]) is None
     assert available() == {DRIVER}
     assert "trip" not in presence.driver_state(DRIVER)
+
+
+def test_a_late_assignment_of_a_trip_already_over_changes_nothing(clock):
+    # Given a driver whose trip ended (a cancel's release ran) before the
+    # accept's after-commit assignment of that same trip arrived
+    presence.set_online(DRIVER, lat=HERE[0], lng=HERE[1])
+    presence.on_driver_released(DRIVER, trip_id=TRIP_ID)
+    presence.on_driver_assigned(DRIVER, trip_id=TRIP_ID, rider_id=RIDER)
+    clock.advance(1)
+
+    # Then the driver is still free: available, and nothing goes to that rider
+    assert presence.ping(DRIVER, lat=HERE[0], lng=HERE[1]) is None
+    assert available() == {DRIVER}
+    assert presence.driver_state(DRIVER)["state"] == "free"
+    # while the driver's next trip is assigned as usual
+    presence.on_driver_assigned(DRIVER, trip_id=OTHER_TRIP_ID, rider_id=RIDER)
+    assert presence.ping(DRIVER, lat=HERE[0], lng=HERE[1]) == presence.Forward(
+        trip_id=OTHER_TRIP_ID, rider_id=RIDER
+    )
 
 
 def test_offline_during_a_trip_keeps_the_trip_and_its_stream(clock):
