@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-EARTH_RADIUS_KM = 6371.0088
+from dispatch.matching import EARTH_RADIUS_KM, haversine_km
 
 
 @dataclass(frozen=True)
@@ -62,11 +62,9 @@ DEFAULT_BBOX = BBox(38.85, -77.10, 38.95, -76.98)
 
 
 def distance_km(a: Point, b: Point) -> float:
-    """Great-circle (haversine) distance."""
-    lat1, lat2 = math.radians(a.lat), math.radians(b.lat)
-    dlat, dlng = lat2 - lat1, math.radians(b.lng - a.lng)
-    h = math.sin(dlat / 2) ** 2 + math.cos(lat1) * math.cos(lat2) * math.sin(dlng / 2) ** 2
-    return 2 * EARTH_RADIUS_KM * math.asin(min(1.0, math.sqrt(h)))
+    """Great-circle distance, as the server measures it (`trip.offer`'s
+    `distance_km`), so the KPIs and the server's figures agree."""
+    return haversine_km(a.lat, a.lng, b.lat, b.lng)
 
 
 def step_towards(start: Point, goal: Point, km: float) -> tuple[Point, bool]:

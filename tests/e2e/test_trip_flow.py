@@ -18,8 +18,9 @@ from urllib.parse import urlsplit
 import pytest
 from websockets.asyncio.client import connect
 
-from tests.dispatch.support import PICK_UP, km_north
+from tests.dispatch.support import km_north
 from tests.e2e.stack import E2E_ENV
+from tests.trips.factories import TRIP_REQUEST
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
@@ -135,14 +136,7 @@ async def test_a_whole_trip_over_the_real_processes(stack):
             stack.call,
             "POST",
             "/api/trip/",
-            {
-                "pick_up_address": "123 Main Street",
-                "pick_up_lat": PICK_UP[0],
-                "pick_up_lng": PICK_UP[1],
-                "drop_off_address": "456 Piney Road",
-                "drop_off_lat": 38.9,
-                "drop_off_lng": -77.04,
-            },
+            TRIP_REQUEST,
             rider_user["access"],
         )
         offer = await near.next("trip.offer")

@@ -20,15 +20,9 @@ import httpx
 from websockets.asyncio.client import connect
 from websockets.exceptions import WebSocketException
 
+from tests.dispatch.support import PICK_UP
+
 WAIT_S = 30.0
-
-PICK_UP = (38.8977, -77.0365)
-KM_PER_DEG_LAT = 111.19
-
-
-def km_north(km: float) -> tuple[float, float]:
-    """A place `km` kilometres due north of the pick-up."""
-    return PICK_UP[0] + km / KM_PER_DEG_LAT, PICK_UP[1]
 
 
 def trip_body(label: str = "Main Street") -> dict:

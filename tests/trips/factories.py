@@ -14,6 +14,24 @@ from trips.models import Trip, User
 
 S = Trip.Status
 
+# The trip object's keys, as PROTOCOL.md shows it (written out here, not read
+# from the serializer, so a change to the wire shape fails the tests).
+TRIP_KEYS = {
+    "id",
+    "created",
+    "updated",
+    "status",
+    "status_reason",
+    "version",
+    "pick_up_address",
+    "pick_up_lat",
+    "pick_up_lng",
+    "drop_off_address",
+    "drop_off_lat",
+    "drop_off_lng",
+    "rider",
+    "driver",
+}
 # A valid trip request body (REST `POST /api/trip/`, WS `create.trip`).
 TRIP_REQUEST = {
     "pick_up_address": "123 Main Street",

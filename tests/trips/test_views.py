@@ -18,6 +18,7 @@ from tests.trips.factories import (
     ALLOWED,
     ALLOWED_CASES,
     REFUSED_CASES,
+    TRIP_KEYS,
     TRIP_REQUEST,
     build,
     make_offer,
@@ -34,22 +35,6 @@ from trips.models import Trip
 
 S = Trip.Status
 TRIPS = "/api/trip/"
-TRIP_KEYS = {
-    "id",
-    "created",
-    "updated",
-    "status",
-    "status_reason",
-    "version",
-    "pick_up_address",
-    "pick_up_lat",
-    "pick_up_lng",
-    "drop_off_address",
-    "drop_off_lat",
-    "drop_off_lng",
-    "rider",
-    "driver",
-}
 RAW_BODY = json.dumps(TRIP_REQUEST)
 
 

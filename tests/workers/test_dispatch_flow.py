@@ -10,7 +10,8 @@ from channels.db import database_sync_to_async
 from django.utils import timezone
 
 from dispatch.models import Offer
-from tests.dispatch.support import PICK_UP, km_north, next_frame, trip_status, wait_until
+from tests.dispatch.support import km_north, next_frame, trip_status, wait_until
+from tests.trips.factories import TRIP_REQUEST
 from trips.models import Trip
 from workers.tasks import expire_stale_trips, sweep_dispatch
 
@@ -19,14 +20,6 @@ pytestmark = [
     pytest.mark.usefixtures("dispatch_worker", "close_sync_thread_connections"),
 ]
 
-TRIP_BODY = {
-    "pick_up_address": "123 Main Street",
-    "pick_up_lat": PICK_UP[0],
-    "pick_up_lng": PICK_UP[1],
-    "drop_off_address": "456 Piney Road",
-    "drop_off_lat": 38.9,
-    "drop_off_lng": -77.04,
-}
 OFFER_TRIP_FIELDS = {
     "id",
     "pick_up_address",
@@ -67,7 +60,7 @@ def rider_socket(make_user, ws_connect):
 
 
 async def request(ws, body=None) -> str:
-    await ws.send_json_to({"type": "create.trip", "data": body or TRIP_BODY})
+    await ws.send_json_to({"type": "create.trip", "data": body or TRIP_REQUEST})
     return (await next_frame(ws, "trip.created"))["data"]["id"]
 
 
@@ -238,7 +231,7 @@ async def test_the_sweeper_rescues_an_offer_whose_expire_task_was_lost(online_dr
 
     def lost_offer() -> Offer:
         # A trip whose offer was written but whose expire task never ran.
-        trip = Trip.objects.create(rider=rider, **TRIP_BODY)
+        trip = Trip.objects.create(rider=rider, **TRIP_REQUEST)
         return Offer.objects.create(
             trip=trip, driver=near, expires_at=timezone.now() - timedelta(seconds=30)
         )
