@@ -11,7 +11,7 @@ from rest_framework.fields import empty
 
 from dispatch import services
 from trips.errors import Forbidden
-from trips.serializers import LocationSerializer, PositionSerializer
+from trips.serializers import LocationSerializer, PositionSerializer, validated
 
 # `update.location` is the hot path (every driver, every few seconds): its
 # fields are validated one by one, without building a serializer per frame,
@@ -38,15 +38,9 @@ def _location(data: dict) -> dict:
     return _LOCATION.validate(values)
 
 
-def _validated(serializer_class, data: dict) -> dict:
-    serializer = serializer_class(data=data)
-    serializer.is_valid(raise_exception=True)
-    return serializer.validated_data
-
-
 async def driver_online(consumer, data: dict) -> dict:
     _require_driver(consumer)
-    position = _validated(PositionSerializer, data)
+    position = validated(PositionSerializer, data)
     await consumer.call(
         services.driver_go_online,
         driver=consumer.user,

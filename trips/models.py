@@ -57,6 +57,8 @@ class Trip(models.Model):
     ACTIVE = (Status.REQUESTED, Status.STARTED, Status.IN_PROGRESS)
     ASSIGNED = (Status.STARTED, Status.IN_PROGRESS)
     FINAL = (Status.COMPLETED, Status.CANCELED, Status.EXPIRED)
+    # The assigned driver's moves (`trip_move`): picked up, dropped off.
+    DRIVER_MOVES = (Status.IN_PROGRESS, Status.COMPLETED)
 
     # PROTOCOL.md's status table: (from, to) -> who may make that move.
     TRANSITIONS: dict[tuple[str, str], frozenset[str]] = {

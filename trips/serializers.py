@@ -13,6 +13,13 @@ MAX_LAT = 85.05112878
 MAX_LNG = 180.0
 
 
+def validated(serializer_class: type[serializers.Serializer], data: object) -> dict:
+    """`data` checked by a fresh `serializer_class`; ValidationError if it fails."""
+    serializer = serializer_class(data=data)
+    serializer.is_valid(raise_exception=True)
+    return serializer.validated_data
+
+
 class BoundedFloatField(serializers.FloatField):
     """A finite JSON number within [low, high]; strings, booleans, NaN and
     infinities are refused."""
@@ -122,9 +129,7 @@ class LocationSerializer(PositionSerializer):
 class TripMoveSerializer(serializers.Serializer):
     """The assigned driver's moves: picked the rider up, dropped them off."""
 
-    status = serializers.ChoiceField(
-        choices=[(s, s) for s in (Trip.Status.IN_PROGRESS, Trip.Status.COMPLETED)]
-    )
+    status = serializers.ChoiceField(choices=[(s, s) for s in Trip.DRIVER_MOVES])
 
 
 class TripCancelSerializer(serializers.Serializer):

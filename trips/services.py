@@ -26,8 +26,6 @@ from trips.models import Actor, Trip, User
 logger = logging.getLogger(__name__)
 
 MAX_REASON_CHARS = 255
-# The moves `trip_move` makes; the others go through their own services.
-MOVE_STATUSES = (Trip.Status.IN_PROGRESS, Trip.Status.COMPLETED)
 
 
 def trip_create(
@@ -114,7 +112,7 @@ def trip_accept(*, trip_id: UUID, driver: User, origin_channel: str | None = Non
 
 def trip_move(*, trip_id: UUID, user: User, status: str, origin_channel: str | None = None) -> Trip:
     """The assigned driver picks the rider up (IN_PROGRESS) or drops them off (COMPLETED)."""
-    if status not in MOVE_STATUSES:
+    if status not in Trip.DRIVER_MOVES:
         # Accept, cancel and expiry have their own services and side effects.
         raise InvalidTransition(f"A trip cannot be moved to {status} this way.")
     with transaction.atomic():
@@ -166,7 +164,9 @@ def trip_expire(*, trip_id: UUID, reason: str) -> Trip | None:
 
 def _lock_trip(trip_id: UUID, missing: type[Exception] = NotFound) -> Trip:
     try:
-        return Trip.objects.select_for_update().get(pk=trip_id)
+        # Only the trip row is locked; rider and driver come along for the push.
+        trips = Trip.objects.select_related("rider", "driver")
+        return trips.select_for_update(of=("self",)).get(pk=trip_id)
     except (Trip.DoesNotExist, ValidationError, ValueError, TypeError):
         raise missing() from None
 
@@ -197,16 +197,22 @@ def _transition(
     is skipped, while every other socket of both participants hears it."""
     if not Trip.can_transition(trip.status, to_status, actor):
         raise InvalidTransition(f"A trip that is {trip.status} cannot become {to_status} that way.")
+    now = timezone.now()
     changed = Trip.objects.filter(pk=trip.pk, status=trip.status, version=trip.version).update(
         status=to_status,
         status_reason=reason,
         version=F("version") + 1,
-        updated=timezone.now(),
+        updated=now,
         **fields,
     )
     if changed != 1:
         raise InvalidTransition("The trip changed meanwhile; read it again.")
-    trip.refresh_from_db()
+    # The row now holds exactly this (the update matched the version read):
+    # no need to read it back.
+    trip.version += 1
+    trip.status, trip.status_reason, trip.updated = to_status, reason, now
+    for name, value in fields.items():
+        setattr(trip, name, value)
     events.push_on_commit(
         events.trip_participants(trip), events.trip_updated(trip), exclude_channel=origin_channel
     )

@@ -20,7 +20,7 @@ from rest_framework import serializers
 from dispatch.offers import offer_decline
 from trips import events
 from trips.models import Trip
-from trips.serializers import TripCancelSerializer, TripCreateSerializer
+from trips.serializers import TripCancelSerializer, TripCreateSerializer, validated
 from trips.services import trip_accept, trip_cancel, trip_create, trip_move
 from trips.throttles import trip_create_throttle_check
 
@@ -52,12 +52,6 @@ class TripCancelMessageSerializer(TripCancelSerializer):
     id = TripIdField()
 
 
-def _validated(serializer_class: type[serializers.Serializer], data: dict) -> dict:
-    serializer = serializer_class(data=data)
-    serializer.is_valid(raise_exception=True)
-    return serializer.validated_data
-
-
 async def _change_trip(consumer, reply_type: str, service: Callable, **kwargs) -> dict:
     def run() -> dict:
         trip = service(origin_channel=consumer.channel_name, **kwargs)
@@ -69,7 +63,7 @@ async def _change_trip(consumer, reply_type: str, service: Callable, **kwargs) -
 async def create_trip(consumer, data: dict) -> dict:
     # Counted before validation, as the REST call counts every request.
     await consumer.call(trip_create_throttle_check, user=consumer.user)
-    fields = _validated(TripCreateSerializer, data)
+    fields = validated(TripCreateSerializer, data)
     return await _change_trip(
         consumer, events.TRIP_CREATED, trip_create, rider=consumer.user, **fields
     )
@@ -81,7 +75,7 @@ async def update_trip(consumer, data: dict) -> dict:
     IN_PROGRESS and COMPLETED move the caller's assigned trip (as REST's
     status call). REQUESTED and EXPIRED are statuses no client sets:
     `invalid_transition`, as for every move the table refuses."""
-    fields = _validated(TripUpdateSerializer, data)
+    fields = validated(TripUpdateSerializer, data)
     trip_id, status = fields["id"], fields["status"]
     if status == Trip.Status.CANCELED:
         return await _change_trip(
@@ -97,7 +91,7 @@ async def update_trip(consumer, data: dict) -> dict:
 
 
 async def accept_trip(consumer, data: dict) -> dict:
-    trip_id = _validated(TripRefSerializer, data)["id"]
+    trip_id = validated(TripRefSerializer, data)["id"]
     return await _change_trip(
         consumer, events.TRIP_UPDATED, trip_accept, trip_id=trip_id, driver=consumer.user
     )
@@ -106,13 +100,13 @@ async def accept_trip(consumer, data: dict) -> dict:
 async def decline_trip(consumer, data: dict) -> dict:
     """REST answers 204; a socket answers `trip.offer.declined`, so the
     request_id gets its reply like every other request's."""
-    trip_id = _validated(TripRefSerializer, data)["id"]
+    trip_id = validated(TripRefSerializer, data)["id"]
     offer = await consumer.call(offer_decline, trip_id=trip_id, driver=consumer.user)
     return events.offer_declined(offer)
 
 
 async def cancel_trip(consumer, data: dict) -> dict:
-    fields = _validated(TripCancelMessageSerializer, data)
+    fields = validated(TripCancelMessageSerializer, data)
     return await _change_trip(
         consumer,
         events.TRIP_UPDATED,

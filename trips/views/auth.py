@@ -12,6 +12,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 from rest_framework_simplejwt.authentication import JWTAuthentication
 from rest_framework_simplejwt.exceptions import TokenError
+from rest_framework_simplejwt.settings import api_settings as jwt_settings
 from rest_framework_simplejwt.tokens import RefreshToken
 from rest_framework_simplejwt.views import TokenRefreshView
 
@@ -103,7 +104,7 @@ class LogOutView(APIView):
                 raise ValidationError(
                     {"refresh": ["The refresh token is invalid or expired."]}
                 ) from None
-            if str(token.get("id")) != str(request.user.pk):
+            if str(token.get(jwt_settings.USER_ID_CLAIM)) != str(request.user.pk):
                 raise ValidationError({"refresh": ["That refresh token is not yours."]})
             token.blacklist()
         user_id = request.user.pk
