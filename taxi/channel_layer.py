@@ -32,6 +32,8 @@ from channels_redis.pubsub import (
 )
 from channels_redis.utils import _close_redis, _wrap_close, decode_hosts
 from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio.client import PubSub
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
 logger = logging.getLogger(__name__)
@@ -43,6 +45,19 @@ POOL_SIZE = 50
 POOL_WAIT_S = 5
 
 
+class _PubSub(PubSub):
+    """redis-py's PubSub, noting when it reconnected by itself: with
+    `retry_on_error` it reconnects and resubscribes inside a read without
+    raising, and pushes published in between are gone all the same."""
+
+    reconnected = False
+
+    async def on_connect(self, connection) -> None:
+        if self.subscribed:  # not the first connection: a reconnection
+            self.reconnected = True
+        await super().on_connect(connection)
+
+
 class ShardConnection(RedisSingleShardConnection):
     def _ensure_redis(self) -> None:
         if self._redis is None:
@@ -51,7 +66,7 @@ class ShardConnection(RedisSingleShardConnection):
                 options.pop("address"), max_connections=POOL_SIZE, timeout=POOL_WAIT_S, **options
             )
             self._redis = Redis(connection_pool=pool)
-            self._pubsub = self._redis.pubsub()
+            self._pubsub = _PubSub(pool)
 
     async def publish(self, channel: str, message: bytes) -> None:
         # The client is created synchronously and its pool is safe to share:
@@ -62,10 +77,11 @@ class ShardConnection(RedisSingleShardConnection):
     async def _do_receiving(self) -> None:
         while True:
             try:
-                if self._pubsub is not None and self._pubsub.subscribed:
-                    message = await self._pubsub.get_message(
-                        ignore_subscribe_messages=True, timeout=0.1
-                    )
+                pubsub = self._pubsub
+                if pubsub is not None and pubsub.subscribed:
+                    message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=0.1)
+                    if pubsub.reconnected:
+                        raise RedisConnectionError("the subscription reconnected by itself")
                     self._receive_message(message)
                 else:
                     await asyncio.sleep(0.1)
@@ -81,13 +97,16 @@ class ShardConnection(RedisSingleShardConnection):
     async def _lost(self, exc: BaseException) -> None:
         layer = self.channel_layer
         logger.warning("channels.subscription_lost", extra={"error": type(exc).__name__})
+        lost = layer.channel_layer.serialize(LOST)
         for name, queue in list(layer.channels.items()):
             if self._mine(name) or any(
                 name in members and self._mine(group) for group, members in layer.groups.items()
             ):
-                queue.put_nowait(layer.channel_layer.serialize(LOST))
-        broken, self._redis, self._pubsub = self._redis, None, None
-        self._subscribed_to = set()
+                queue.put_nowait(lost)
+        # Under the lock, so no subscribe or unsubscribe is half done across it.
+        async with self._lock:
+            broken, self._redis, self._pubsub = self._redis, None, None
+            self._subscribed_to = set()
         if broken is not None:
             with contextlib.suppress(RedisError, OSError):
                 await _close_redis(broken)
@@ -98,12 +117,12 @@ class ShardConnection(RedisSingleShardConnection):
         close yet, groups they are in), once Redis answers."""
         layer = self.channel_layer
         while True:
-            wanted = {name for name in [*layer.channels, *layer.groups] if self._mine(name)}
-            wanted -= self._subscribed_to
-            if not wanted:
-                return
             try:
                 async with self._lock:
+                    wanted = {name for name in [*layer.channels, *layer.groups] if self._mine(name)}
+                    wanted -= self._subscribed_to
+                    if not wanted:
+                        return
                     self._ensure_redis()
                     await self._pubsub.subscribe(*wanted)
                     self._subscribed_to |= wanted
@@ -118,6 +137,31 @@ class LoopLayer(RedisPubSubLoopLayer):
         super().__init__(hosts=hosts, **kwargs)
         self._shards = [ShardConnection(host, self) for host in decode_hosts(hosts)]
         self._cleanups: set[asyncio.Task] = set()
+
+    # channels-redis records a channel or a group membership before it
+    # subscribes and keeps the record when the subscription fails (Redis
+    # down during a handshake): a channel nobody reads, subscribed again
+    # after every outage, and a group that never empties. Undone here.
+
+    async def _subscribe_to_channel(self, channel: str) -> None:
+        try:
+            await super()._subscribe_to_channel(channel)
+        except BaseException:
+            self.channels.pop(channel, None)
+            raise
+
+    async def group_add(self, group: str, channel: str) -> None:
+        group_channel = self._get_group_channel_name(group)
+        already = channel in self.groups.get(group_channel, ())
+        try:
+            await super().group_add(group, channel)
+        except BaseException:
+            members = self.groups.get(group_channel)
+            if members is not None and not already:
+                members.discard(channel)
+                if not members:
+                    del self.groups[group_channel]
+            raise
 
     async def receive(self, channel: str) -> dict:
         if channel not in self.channels:

@@ -12,14 +12,8 @@ import redis
 import redis.asyncio
 from django.conf import settings
 
-_TIMEOUTS = {
-    "socket_timeout": 5,
-    "socket_connect_timeout": 2,
-    "health_check_interval": 30,
-    # One retry on a fresh connection: a pooled one is dead after a Redis
-    # restart (settings.REDIS_RETRY_ON_ERROR says more).
-    "retry_on_error": [redis.exceptions.ConnectionError],
-}
+# Timeouts and one retry on a fresh connection (settings.REDIS_CLIENT_OPTIONS).
+_TIMEOUTS = {**settings.REDIS_CLIENT_OPTIONS, "health_check_interval": 30}
 # The event loop's client is shared by every socket of the process. redis-py 8
 # caps a plain pool at 100 connections and raises beyond that, which a web
 # process ingesting ~1,000 positions a second exceeds (BENCHMARKS.md); this

@@ -177,6 +177,14 @@ REDIS_URL = os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/0"
 # no retry from redis-py; this gives each command one immediate retry on a
 # fresh connection (tests/faults/test_redis_restart.py).
 REDIS_RETRY_ON_ERROR = [RedisConnectionError]
+# Every Redis client of the processes: a command or a connection attempt that
+# hangs (Redis unreachable, packets dropped) fails in seconds instead of
+# holding a socket handler, or the channel layer's lock, for minutes.
+REDIS_CLIENT_OPTIONS = {
+    "socket_timeout": 5,
+    "socket_connect_timeout": 2,
+    "retry_on_error": REDIS_RETRY_ON_ERROR,
+}
 
 
 def redis_dependent_settings(redis_url: str) -> dict:
@@ -205,13 +213,7 @@ def redis_dependent_settings(redis_url: str) -> dict:
                 "BACKEND": "taxi.channel_layer.PubSubChannelLayer",
                 "CONFIG": {
                     "hosts": [
-                        {
-                            "address": redis_url,
-                            "retry_on_error": REDIS_RETRY_ON_ERROR,
-                            # A PING on a quiet subscription now and then, so a
-                            # connection the network dropped silently is noticed.
-                            "health_check_interval": 15,
-                        }
+                        {"address": redis_url, **REDIS_CLIENT_OPTIONS},
                     ],
                     # Pub/sub channels ignore the database number; the prefix
                     # keeps deployments on one Redis server apart.

@@ -17,6 +17,7 @@ import pytest
 from django.utils import timezone
 
 from dispatch.services import OVERDUE_GRACE
+from tests.dispatch.support import km_north
 from tests.faults.apps import (
     ACCEPT,
     DECLINE,
@@ -25,7 +26,6 @@ from tests.faults.apps import (
     DriverApp,
     LiveSocket,
     eventually,
-    km_north,
     offer_of,
     report,
 )

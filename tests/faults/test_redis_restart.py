@@ -16,13 +16,13 @@ import time
 import pytest
 from django.utils import timezone
 
+from tests.dispatch.support import km_north
 from tests.faults.apps import (
     IGNORE,
     Api,
     DriverApp,
     LiveSocket,
     eventually,
-    km_north,
     report,
     rounded,
 )

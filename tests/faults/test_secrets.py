@@ -15,12 +15,12 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
+from tests.dispatch.support import km_north
 from tests.faults.apps import (
     ACCEPT,
     Api,
     DriverApp,
     LiveSocket,
-    km_north,
     report,
 )
 from tests.faults.processes import (

@@ -14,13 +14,13 @@ from datetime import datetime
 import pytest
 from django.utils import timezone
 
+from tests.dispatch.support import km_north
 from tests.faults.apps import (
     ACCEPT,
     IGNORE,
     Api,
     DriverApp,
     LiveSocket,
-    km_north,
     offer_of,
     report,
 )

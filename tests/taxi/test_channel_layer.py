@@ -93,12 +93,31 @@ async def test_a_broken_subscription_closes_the_sockets_with_1012(redis, rider):
     await ws.wait(timeout=5)
 
 
+async def test_a_subscription_that_reconnected_by_itself_closes_the_sockets_too(redis, rider):
+    # Given a rider's socket
+    ws, connected, _ = await open_socket(rider)
+    assert connected
+    # When Redis drops the subscription's connection but stays up (a slow
+    # subscriber over its output buffer limit, CLIENT KILL, a proxy), so the
+    # client reconnects at once and pushes in between were lost unnoticed
+    client = redis_client.Redis.from_url(redis.url)
+    assert client.client_kill_filter(_type="pubsub") == 1
+    client.close()
+    # Then the socket is told all the same
+    closed = await ws.receive_output(timeout=5)
+    assert closed == {"type": "websocket.close", "code": CLOSE_SERVICE_RESTART}
+    await ws.wait(timeout=5)
+
+
 async def test_a_handshake_while_redis_is_down_is_refused_then_works_again(redis, rider):
     redis.kill()
     # While Redis is down the handshake is refused (no push could reach it)
     ws, connected, _ = await open_socket(rider)
     assert not connected
     await ws.wait(timeout=5)
+    # and leaves no channel or group behind to be subscribed forever after
+    layer = get_channel_layer()._get_layer()
+    assert (layer.channels, layer.groups) == ({}, {})
     # and once it is back, the same app connects and gets its pushes
     redis.start()
     ws, connected, _ = await open_socket(rider)
