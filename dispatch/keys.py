@@ -28,17 +28,8 @@ PREFIX = "taxi:dispatch:"
 AVAILABLE = PREFIX + "available"
 LAST_SEEN = PREFIX + "last_seen"
 
-# Hash fields of `driver(id)`.
-FIELD_ONLINE = "online"
-FIELD_STATE = "state"
-FIELD_TRIP = "trip"
-FIELD_RIDER = "rider"
-FIELD_LAT = "lat"
-FIELD_LNG = "lng"
-FIELD_SEEN = "seen"
-FIELD_FORWARDED = "fwd"
-
-# Values of FIELD_STATE.
+# Values of the `state` field of `driver(id)` (the Lua scripts in
+# dispatch/presence.py name its fields).
 STATE_FREE = "free"
 STATE_OFFERED = "offered"
 STATE_ON_TRIP = "on_trip"

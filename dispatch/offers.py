@@ -28,10 +28,12 @@ def offer_revoked_frame(offer: Offer, reason: str) -> dict:
     )
 
 
-def offer_revoke_live(*, trip, reason: str) -> Offer | None:
-    """Withdraw the trip's live offer, if any, inside the caller's transaction:
-    the driver hears `trip.offer.revoked` and is free again after commit."""
-    offer = Offer.objects.filter(trip=trip, status=Offer.Status.PENDING).first()
+def offer_revoke_live(*, trip, reason: str, driver: User | None = None) -> Offer | None:
+    """Withdraw the trip's live offer (`driver`'s only, if given), if any,
+    inside the caller's transaction: the driver hears `trip.offer.revoked`
+    and is free again after commit."""
+    pending = Offer.objects.filter(trip=trip, status=Offer.Status.PENDING)
+    offer = (pending if driver is None else pending.filter(driver=driver)).first()
     if offer is None:
         return None
     now = timezone.now()
@@ -58,14 +60,16 @@ def offer_decline(*, trip_id: UUID, driver: User) -> Offer:
         # The trip's row lock orders this against accept, cancel and expiry.
         try:
             trip = Trip.objects.select_for_update().filter(pk=trip_id).first()
-        except (ValidationError, ValueError, TypeError):
+        except (ValidationError, ValueError, TypeError):  # not a trip id at all
             trip = None
         if trip is None:
             raise OfferNotAvailable()
         now = timezone.now()
-        closed = Offer.objects.filter(
-            trip=trip, driver=driver, status=Offer.Status.PENDING, expires_at__gt=now
-        ).update(status=Offer.Status.DECLINED, closed_at=now, updated=now)
+        closed = (
+            Offer.live()
+            .filter(trip=trip, driver=driver)
+            .update(status=Offer.Status.DECLINED, closed_at=now, updated=now)
+        )
         if closed != 1:
             raise OfferNotAvailable()
         offer = Offer.objects.get(trip=trip, driver=driver)

@@ -268,8 +268,16 @@ def set_offline(driver_id: int) -> None:
 
 
 def mark_offered(driver_id: int) -> None:
-    """The driver holds a live offer: out of the available set until released."""
-    _OFFERED(get_redis(), [keys.AVAILABLE, keys.driver(driver_id)], [driver_id, keys.DRIVER_TTL_S])
+    """The driver holds a live offer: out of the available set until released.
+
+    Runs after the offer commits; a Redis failure is logged, not raised (the
+    database's live offer keeps the driver from a second one meanwhile)."""
+    try:
+        _OFFERED(
+            get_redis(), [keys.AVAILABLE, keys.driver(driver_id)], [driver_id, keys.DRIVER_TTL_S]
+        )
+    except RedisError:
+        logger.exception("presence.mark_offered_failed", extra={"driver_id": driver_id})
 
 
 def on_driver_assigned(driver_id: int, *, trip_id, rider_id: int) -> None:

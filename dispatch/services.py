@@ -14,7 +14,6 @@ one on cancel is `dispatch.offers.offer_revoke_live`.
 
 import logging
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 from uuid import UUID
@@ -31,7 +30,7 @@ from dispatch.matching import Candidate
 from dispatch.models import Offer
 from dispatch.queue import request_dispatch_on_commit
 from trips import events
-from trips.errors import DomainError, Forbidden
+from trips.errors import Forbidden
 from trips.models import Trip, User
 from trips.services import trip_expire
 
@@ -46,24 +45,6 @@ REDISPATCH_AFTER = timedelta(seconds=5)
 
 
 # --- drivers ---------------------------------------------------------------------
-
-
-class PresenceUnavailable(DomainError):
-    """Redis, which holds presence, did not answer: the client may retry."""
-
-    code = "unavailable"
-    http_status = 503
-    default_detail = "Driver presence is unavailable right now; try again shortly."
-
-
-@contextmanager
-def presence_store():
-    """Redis failures inside become PresenceUnavailable: a 503 or an error frame."""
-    try:
-        yield
-    except RedisError as exc:
-        logger.warning("dispatch.presence_unavailable", extra={"error": type(exc).__name__})
-        raise PresenceUnavailable() from None
 
 
 def _require_driver(user: User) -> None:
@@ -88,15 +69,15 @@ def driver_go_online(
         state = keys.STATE_OFFERED
     else:
         state = keys.STATE_FREE
-    with presence_store():
-        presence.set_online(
-            driver.pk,
-            lat=lat,
-            lng=lng,
-            state=state,
-            trip_id=trip and trip["pk"],
-            rider_id=trip and trip["rider_id"],
-        )
+    # A Redis failure here is `unavailable` at the edge (503, or the error frame).
+    presence.set_online(
+        driver.pk,
+        lat=lat,
+        lng=lng,
+        state=state,
+        trip_id=trip and trip["pk"],
+        rider_id=trip and trip["rider_id"],
+    )
     events.push([driver.pk], driver_status_frame("online"), exclude_channel=origin_channel)
     logger.info("dispatch.driver_online", extra={"driver_id": driver.pk, "state": state})
 
@@ -106,17 +87,16 @@ def driver_go_offline(*, driver: User, origin_channel: str | None = None) -> Non
     holds is withdrawn (`trip.offer.revoked`, "canceled") and the trip moves
     on to its next candidate."""
     _require_driver(driver)
-    with presence_store():
-        presence.set_offline(driver.pk)
+    presence.set_offline(driver.pk)
     held = Offer.objects.filter(driver=driver, status=Offer.Status.PENDING).first()
     if held is not None:
         with transaction.atomic():
             trip = Trip.objects.select_for_update().filter(pk=held.trip_id).first()
-            still_held = Offer.objects.filter(
-                pk=held.pk, status=Offer.Status.PENDING, trip__status=Trip.Status.REQUESTED
-            ).exists()
-            if trip is not None and still_held:
-                offers.offer_revoke_live(trip=trip, reason=offers.REVOKED_CANCELED)
+            # Under the trip's lock: only this driver's offer, if still open.
+            revoked = trip is not None and offers.offer_revoke_live(
+                trip=trip, driver=driver, reason=offers.REVOKED_CANCELED
+            )
+            if revoked:
                 request_dispatch_on_commit(trip.pk)
     events.push([driver.pk], driver_status_frame("offline"), exclude_channel=origin_channel)
     logger.info("dispatch.driver_offline", extra={"driver_id": driver.pk})
@@ -128,8 +108,7 @@ def driver_report_location(
     """A position from a sync caller (REST): one Redis round trip, and on to
     the rider when the driver is on a trip."""
     _require_driver(driver)
-    with presence_store():
-        forward = presence.ping(driver.pk, lat=lat, lng=lng)
+    forward = presence.ping(driver.pk, lat=lat, lng=lng)
     if forward is not None:
         events.push([forward.rider_id], driver_location_frame(forward, lat, lng, heading))
 
@@ -139,8 +118,7 @@ async def driver_report_location_async(
 ) -> None:
     """The same from the event loop (a socket's `update.location`): no ORM."""
     _require_driver(driver)
-    with presence_store():
-        forward = await presence.aping(driver.pk, lat=lat, lng=lng)
+    forward = await presence.aping(driver.pk, lat=lat, lng=lng)
     if forward is not None:
         try:
             await events.apush(
@@ -296,16 +274,9 @@ def _lock_free_driver(driver_id: int) -> bool:
             )
         return False
     if driver["offered"]:
-        transaction.on_commit(lambda: _mark_offered(driver_id), robust=True)
+        transaction.on_commit(lambda: presence.mark_offered(driver_id), robust=True)
         return False
     return True
-
-
-def _mark_offered(driver_id: int) -> None:
-    try:
-        presence.mark_offered(driver_id)
-    except RedisError:
-        logger.exception("presence.mark_offered_failed", extra={"driver_id": driver_id})
 
 
 def _announce_offer(offer: Offer, trip: Trip, timeout_s: float) -> None:
@@ -314,7 +285,7 @@ def _announce_offer(offer: Offer, trip: Trip, timeout_s: float) -> None:
     and the sweeper expires it if its deadline task was never queued."""
     from workers.tasks import expire_offer
 
-    _mark_offered(offer.driver_id)
+    presence.mark_offered(offer.driver_id)
     events.push([offer.driver_id], offer_frame(offer, trip, timeout_s))
     try:
         expire_offer.apply_async((str(offer.pk),), countdown=timeout_s)

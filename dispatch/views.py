@@ -159,12 +159,11 @@ class DriverNearbyView(APIView):
     def get(self, request: Request) -> Response:
         query = NearbyQuerySerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
-        with services.presence_store():
-            positions = presence.nearby(
-                lat=query.validated_data["lat"],
-                lng=query.validated_data["lng"],
-                radius_km=query.validated_data["radius_km"],
-                limit=NEARBY_MAX_DRIVERS,
-            )
+        positions = presence.nearby(
+            lat=query.validated_data["lat"],
+            lng=query.validated_data["lng"],
+            radius_km=query.validated_data["radius_km"],
+            limit=NEARBY_MAX_DRIVERS,
+        )
         drivers = [{"lat": lat, "lng": lng} for lat, lng in positions]
         return Response({"count": len(drivers), "drivers": drivers})

@@ -38,7 +38,9 @@ ERROR = {
     "required": ["detail", "code"],
 }
 BAD_REQUEST = OpenApiResponse(
-    response={"oneOf": [FIELD_ERRORS, {**ERROR, "description": "A malformed body or parameter."}]},
+    response={
+        "oneOf": [FIELD_ERRORS, {**ERROR, "description": "A malformed body, header or parameter."}]
+    },
     description="Invalid input: field errors, or `invalid` for a malformed body or parameter.",
 )
 RETRY_AFTER = {

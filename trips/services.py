@@ -85,9 +85,11 @@ def trip_accept(*, trip_id: UUID, driver: User, origin_channel: str | None = Non
         trip = _lock_trip(trip_id, missing=OfferNotAvailable)
         User.objects.select_for_update().filter(pk=driver.pk).first()
         now = timezone.now()
-        taken = Offer.objects.filter(
-            trip=trip, driver=driver, status=Offer.Status.PENDING, expires_at__gt=now
-        ).update(status=Offer.Status.ACCEPTED, closed_at=now, updated=now)
+        taken = (
+            Offer.live()
+            .filter(trip=trip, driver=driver)
+            .update(status=Offer.Status.ACCEPTED, closed_at=now, updated=now)
+        )
         if taken != 1 or trip.status != Trip.Status.REQUESTED:
             raise OfferNotAvailable()
         try:

@@ -22,6 +22,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from dispatch.offers import offer_decline
+from taxi.openapi import BAD_REQUEST
 from taxi.parsers import JSONParser
 from trips.errors import InvalidInput, NotFound
 from trips.models import Trip
@@ -101,25 +102,6 @@ class TripPagination(LimitOffsetPagination):
 
 
 # OpenAPI: the error bodies each call can answer with.
-_FIELD_ERRORS = {
-    "type": "object",
-    "description": "Field errors: `{field: [messages]}`.",
-    "additionalProperties": {"type": "array", "items": {"type": "string"}},
-}
-_BAD_REQUEST = OpenApiResponse(
-    response={
-        "oneOf": [
-            _FIELD_ERRORS,
-            {
-                "type": "object",
-                "description": "A malformed body, header or query parameter.",
-                "properties": {"detail": {"type": "string"}, "code": {"type": "string"}},
-                "required": ["detail", "code"],
-            },
-        ]
-    },
-    description="Invalid input: field errors, or `invalid` for a malformed body or parameter.",
-)
 _ERRORS = {
     401: OpenApiResponse(ErrorSerializer, description="`not_authenticated`."),
     404: OpenApiResponse(
@@ -179,7 +161,7 @@ class TripListCreateView(TripView):
                 description="Trips to skip, from 0.",
             ),
         ],
-        responses={200: _TRIP_LIST, 400: _BAD_REQUEST, 401: _ERRORS[401]},
+        responses={200: _TRIP_LIST, 400: BAD_REQUEST, 401: _ERRORS[401]},
     )
     def get(self, request: Request) -> Response:
         trips = trip_list_for_user(user=request.user, status=_status_filter(request))
@@ -212,7 +194,7 @@ class TripListCreateView(TripView):
         request=TripCreateSerializer,
         responses={
             201: TripSerializer,
-            400: _BAD_REQUEST,
+            400: BAD_REQUEST,
             401: _ERRORS[401],
             403: OpenApiResponse(ErrorSerializer, description="`forbidden`: not a rider."),
             409: OpenApiResponse(
@@ -292,7 +274,7 @@ class TripStatusView(TripView):
         request=TripMoveSerializer,
         responses={
             200: TripSerializer,
-            400: _BAD_REQUEST,
+            400: BAD_REQUEST,
             **_ERRORS,
             409: _INVALID_TRANSITION,
         },
@@ -317,7 +299,7 @@ class TripCancelView(TripView):
         request=TripCancelSerializer,
         responses={
             200: TripSerializer,
-            400: _BAD_REQUEST,
+            400: BAD_REQUEST,
             **_ERRORS,
             409: _INVALID_TRANSITION,
         },
