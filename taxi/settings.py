@@ -375,7 +375,9 @@ if not DEBUG:
     SECURE_HSTS_SECONDS = int(env_number("SECURE_HSTS_SECONDS", 31536000, integer=True))
     SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", True)
     SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", False)
-    if env_bool("SECURE_PROXY_SSL_HEADER", True):
+    # X-Forwarded-Proto is believed only from a trusted proxy, as X-Forwarded-For
+    # is (NUM_PROXIES): without one, any client could write it.
+    if env_bool("SECURE_PROXY_SSL_HEADER", REST_FRAMEWORK["NUM_PROXIES"] > 0):
         SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
     # Preloading is an opt-in the operator makes with the browsers' list.
     SILENCED_SYSTEM_CHECKS = ["security.W021"]

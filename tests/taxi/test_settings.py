@@ -142,3 +142,22 @@ def test_deploy_check_flags_a_weak_secret_key(tmp_path):
 
     assert result.returncode != 0
     assert "security.W009" in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize(("num_proxies", "trusted"), [(None, "None"), ("0", "None"), ("1", "True")])
+def test_forwarded_proto_is_believed_only_behind_a_trusted_proxy(tmp_path, num_proxies, trusted):
+    # Without a proxy any client could write X-Forwarded-Proto: https and pass
+    # for a secure request; behind NUM_PROXIES trusted proxies, the proxy's is believed.
+    env = production_env()
+    if num_proxies is not None:
+        env["NUM_PROXIES"] = num_proxies
+    code = (
+        "from django.conf import settings\n"
+        "header = getattr(settings, 'SECURE_PROXY_SSL_HEADER', None)\n"
+        "print(header and header == ('HTTP_X_FORWARDED_PROTO', 'https'))"
+    )
+
+    result = start(tmp_path, code, **env)
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == trusted
