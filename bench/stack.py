@@ -16,12 +16,13 @@ import os
 import re
 import shlex
 import signal
-import socket
 import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from scripts.stack import free_port, redis_ping, stop_group
 
 logger = logging.getLogger(__name__)
 
@@ -36,12 +37,6 @@ SKIPPED_RELEASE_STEPS = ("collectstatic",)
 
 class StackError(Exception):
     pass
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def procfile_commands(path: Path = PROCFILE) -> dict[str, str]:
@@ -195,13 +190,8 @@ class Stack:
         while time.monotonic() < deadline:
             if child.process.poll() is not None:
                 raise StackError(f"redis exited at start:\n{child.log_tail()}")
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=0.5) as sock:
-                    sock.sendall(b"*1\r\n$4\r\nPING\r\n")
-                    if sock.recv(64).startswith(b"+PONG"):
-                        return f"redis://127.0.0.1:{port}/0"
-            except OSError:
-                pass
+            if redis_ping(port):
+                return f"redis://127.0.0.1:{port}/0"
             time.sleep(0.05)
         raise StackError("the private Redis did not answer PING")
 
@@ -263,7 +253,7 @@ class Stack:
     def stop_child(self, name: str) -> None:
         child = self.children.pop(name, None)
         if child is not None:
-            _stop_group(child.process)
+            stop_group(child.process, STOP_TIMEOUT_S)
 
     def stop(self) -> None:
         """Everything, Redis last (the others need it to shut down cleanly)."""
@@ -281,18 +271,3 @@ def _signal_group(process: subprocess.Popen, signum: int) -> None:
             os.killpg(process.pid, signum)
         except ProcessLookupError:
             pass
-
-
-def _stop_group(process: subprocess.Popen) -> None:
-    _signal_group(process, signal.SIGTERM)
-    try:
-        process.wait(STOP_TIMEOUT_S)
-    except subprocess.TimeoutExpired:
-        pass
-    # The group may outlive its leader (Celery's pool children): kill what is left.
-    try:
-        os.killpg(process.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    if process.poll() is None:
-        process.wait()

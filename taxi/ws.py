@@ -11,11 +11,10 @@ from channels.auth import AuthMiddlewareStack
 from channels.db import database_sync_to_async
 from channels.security.websocket import WebsocketDenier
 from django.conf import settings
-from django.contrib.auth import get_user_model
-from django.contrib.auth.models import AnonymousUser
 from django.http.request import split_domain_port, validate_host
-from rest_framework_simplejwt.exceptions import TokenError
-from rest_framework_simplejwt.tokens import AccessToken
+from rest_framework.exceptions import AuthenticationFailed
+from rest_framework_simplejwt.authentication import JWTAuthentication
+from rest_framework_simplejwt.exceptions import InvalidToken
 
 logger = logging.getLogger(__name__)
 
@@ -54,12 +53,16 @@ class OriginCheck:
         return bool(host) and validate_host(host, settings.ALLOWED_HOSTS)
 
 
+_JWT = JWTAuthentication()
+
+
 @database_sync_to_async
-def _active_user(user_id: object):
-    User = get_user_model()
+def _user_for_token(raw: str):
+    """The active user an access token names, exactly as REST's Bearer
+    authentication decides it (simplejwt's rules and settings); None if none."""
     try:
-        return User.objects.get(pk=user_id, is_active=True)
-    except (User.DoesNotExist, ValueError, TypeError):
+        return _JWT.get_user(_JWT.get_validated_token(raw))
+    except (InvalidToken, AuthenticationFailed, ValueError, TypeError):
         return None
 
 
@@ -75,11 +78,7 @@ class TokenOrSessionAuth:
         tokens = parse_qs(scope.get("query_string", b"").decode("latin-1")).get("token")
         if not tokens:
             return await self.session_app(scope, receive, send)
-        try:
-            token = AccessToken(tokens[0])
-            user = await _active_user(token.get(settings.SIMPLE_JWT["USER_ID_CLAIM"]))
-        except TokenError:
-            user = None
+        user = await _user_for_token(tokens[0])
         if user is None:
             logger.info("ws.refused_token")
             return await Denier()(scope, receive, send)
@@ -89,7 +88,7 @@ class TokenOrSessionAuth:
     def _require_user(app):
         async def require_user(scope, receive, send):
             user = scope.get("user")
-            if user is None or isinstance(user, AnonymousUser) or not user.is_authenticated:
+            if user is None or not user.is_authenticated:
                 logger.info("ws.refused_anonymous")
                 return await Denier()(scope, receive, send)
             return await app(scope, receive, send)

@@ -3,7 +3,6 @@ Redis, for tests that must see what a client on the network sees."""
 
 import os
 import shlex
-import socket
 import subprocess
 import sys
 import time
@@ -16,15 +15,11 @@ from typing import NamedTuple
 
 from django.db import connection
 
+from scripts.stack import free_port
+
 ROOT = Path(__file__).resolve().parent.parent
 # A proposed Procfile can be tried before it is adopted: TEST_PROCFILE=path.
 PROCFILE = Path(os.environ.get("TEST_PROCFILE", ROOT / "Procfile"))
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def web_argv(port: int, procfile: Path = PROCFILE) -> list[str]:

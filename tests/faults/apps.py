@@ -16,10 +16,10 @@ from contextlib import suppress
 from dataclasses import dataclass
 from typing import Any
 
-import httpx
 from websockets.asyncio.client import connect
 from websockets.exceptions import WebSocketException
 
+from sim.client import Api as SimApi
 from tests.dispatch.support import PICK_UP
 
 WAIT_S = 30.0
@@ -68,32 +68,24 @@ class Account:
         return f"Account(id={self.id}, username={self.username!r})"
 
 
-class Api:
-    """REST as an app calls it; every token an answer carried is kept in
-    `issued` (the secrets test looks for them in the processes' output)."""
+class Api(SimApi):
+    """The simulator's REST client (`sim.client.Api`), keeping every token an
+    answer carried in `issued` (the secrets test looks for them in the
+    processes' output)."""
 
     def __init__(self, base_url: str) -> None:
-        self.base_url = base_url
-        self.http = httpx.AsyncClient(base_url=base_url, timeout=15.0, trust_env=False)
+        super().__init__(base_url)
         self.issued: list[str] = []
-
-    async def close(self) -> None:
-        await self.http.aclose()
 
     async def call(
         self, method: str, path: str, *, token: str | None = None, body: Any = None
     ) -> tuple[int, Any]:
-        headers = {"Authorization": f"Bearer {token}"} if token else {}
-        response = await self.http.request(method, path, json=body, headers=headers)
-        try:
-            data = response.json() if response.content else None
-        except ValueError:
-            data = {"raw": response.text[:300]}
+        status, data = await super().call(method, path, token=token, body=body)
         if isinstance(data, dict):
             self.issued.extend(
                 data[k] for k in ("access", "refresh") if isinstance(data.get(k), str)
             )
-        return response.status_code, data
+        return status, data
 
     async def sign_up_and_log_in(self, username: str, group: str, password: str) -> Account:
         status, body = await self.call(

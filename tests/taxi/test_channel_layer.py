@@ -19,18 +19,13 @@ from channels.layers import get_channel_layer
 from channels.testing import WebsocketCommunicator
 from django.test import override_settings
 
+from scripts.stack import free_port
 from taxi.settings import redis_dependent_settings
 from trips import events
 from trips.auth import tokens_for
 from trips.consumers import CLOSE_SERVICE_RESTART
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class Redis:
