@@ -7,9 +7,8 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
-from dispatch import presence
 from dispatch.models import Offer
-from dispatch.queue import request_dispatch_on_commit
+from dispatch.queue import release_driver_on_commit, request_dispatch_on_commit
 from trips import events
 from trips.errors import OfferNotAvailable
 from trips.models import Trip, User
@@ -43,8 +42,7 @@ def offer_revoke_live(*, trip, reason: str, driver: User | None = None) -> Offer
     if changed != 1:
         return None
     events.push_on_commit([offer.driver_id], offer_revoked_frame(offer, reason))
-    driver_id = offer.driver_id
-    transaction.on_commit(lambda: presence.on_driver_released(driver_id), robust=True)
+    release_driver_on_commit(offer.driver_id)
     logger.info(
         "dispatch.offer_revoked",
         extra={"trip_id": str(trip.pk), "offer_id": str(offer.pk), "reason": reason},
@@ -73,11 +71,10 @@ def offer_decline(*, trip_id: UUID, driver: User) -> Offer:
         if closed != 1:
             raise OfferNotAvailable()
         offer = Offer.objects.get(trip=trip, driver=driver)
-        driver_id = driver.pk
-        transaction.on_commit(lambda: presence.on_driver_released(driver_id), robust=True)
+        release_driver_on_commit(driver.pk)
         request_dispatch_on_commit(trip.pk)
     logger.info(
         "dispatch.offer_declined",
-        extra={"trip_id": str(trip.pk), "offer_id": str(offer.pk), "driver_id": driver_id},
+        extra={"trip_id": str(trip.pk), "offer_id": str(offer.pk), "driver_id": driver.pk},
     )
     return offer

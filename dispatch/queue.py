@@ -1,4 +1,4 @@
-"""Queueing the dispatch loop from outside it."""
+"""After-commit work of the dispatch loop, queued from inside a transaction."""
 
 from uuid import UUID
 
@@ -13,3 +13,13 @@ def request_dispatch_on_commit(trip_id: UUID) -> None:
     from workers.tasks import dispatch_trip
 
     transaction.on_commit(lambda: dispatch_trip.delay(str(trip_id)), robust=True)
+
+
+def release_driver_on_commit(driver_id: int, *, trip_id: UUID | None = None) -> None:
+    """The driver's offer (or trip `trip_id`) ended: back in the available set
+    once the caller's transaction commits (`presence.on_driver_released`)."""
+    from dispatch import presence
+
+    transaction.on_commit(
+        lambda: presence.on_driver_released(driver_id, trip_id=trip_id), robust=True
+    )

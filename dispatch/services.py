@@ -28,7 +28,7 @@ from redis.exceptions import RedisError
 from dispatch import keys, offers, presence
 from dispatch.matching import Candidate
 from dispatch.models import Offer
-from dispatch.queue import request_dispatch_on_commit
+from dispatch.queue import release_driver_on_commit, request_dispatch_on_commit
 from trips import events
 from trips.errors import Forbidden
 from trips.models import Trip, User
@@ -347,12 +347,15 @@ def offer_expire(*, offer_id: UUID) -> ExpiryResult:
         events.push_on_commit(
             [offer.driver_id], offers.offer_revoked_frame(offer, offers.REVOKED_EXPIRED)
         )
-        driver_id = offer.driver_id
-        transaction.on_commit(lambda: presence.on_driver_released(driver_id), robust=True)
+        release_driver_on_commit(offer.driver_id)
         request_dispatch_on_commit(offer.trip_id)
     logger.info(
         "dispatch.offer_expired",
-        extra={"trip_id": str(offer.trip_id), "offer_id": str(offer.pk), "driver_id": driver_id},
+        extra={
+            "trip_id": str(offer.trip_id),
+            "offer_id": str(offer.pk),
+            "driver_id": offer.driver_id,
+        },
     )
     return ExpiryResult(expired=True)
 

@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from dispatch import offers, presence
 from dispatch.models import Offer
-from dispatch.queue import request_dispatch_on_commit
+from dispatch.queue import release_driver_on_commit, request_dispatch_on_commit
 from trips import events
 from trips.errors import (
     ActiveTripExists,
@@ -223,7 +223,4 @@ def _transition(
 
 def _release_driver_on_commit(trip: Trip) -> None:
     if trip.driver_id is not None:
-        driver_id, trip_id = trip.driver_id, trip.pk
-        transaction.on_commit(
-            lambda: presence.on_driver_released(driver_id, trip_id=trip_id), robust=True
-        )
+        release_driver_on_commit(trip.driver_id, trip_id=trip.pk)
