@@ -20,6 +20,12 @@ EARTH_RADIUS_KM = 6372.7976  # the radius Redis' GEO commands use
 SEARCH_HEADROOM = 8
 # Largest COUNT asked of one ring, however many are filtered out.
 MAX_SEARCH_COUNT = 1024
+# The public map's grid (PROTOCOL.md: positions rounded to about 100 m): cells
+# of 0.001 degree, 111 m north to south and less east to west away from the
+# equator. GRID_MARGIN_KM: the farthest a position lies from its cell's centre.
+GRID_PLACES = 3
+GRID_DEG = 10.0**-GRID_PLACES
+GRID_MARGIN_KM = 0.08
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,9 +90,33 @@ def rank(
     return usable
 
 
-def round_position(lat: float, lng: float, places: int = 3) -> tuple[float, float]:
-    """A position blurred to about 100 m (3 decimal places), for public maps."""
+def round_position(lat: float, lng: float, places: int = GRID_PLACES) -> tuple[float, float]:
+    """A position blurred to about 100 m (3 decimal places), for public maps:
+    the centre of its cell of the public map's grid."""
     return round(lat, places), round(lng, places)
+
+
+def on_the_grid(
+    positions: Iterable[tuple[float, float]],
+    *,
+    centre: tuple[float, float],
+    radius_km: float,
+    limit: int,
+) -> list[tuple[float, float]]:
+    """What the public map shows of `positions` (lat, lng) around `centre`
+    (itself a cell's centre): each at its cell's centre, kept when that lies
+    within `radius_km`, nearest first, then by place, at most `limit`.
+
+    Both the filter and the order look at cells only, never at where in its
+    cell a driver is, so the answer says nothing finer than the cell."""
+    shown = []
+    for lat, lng in positions:
+        cell = round_position(lat, lng)
+        distance = haversine_km(centre[0], centre[1], cell[0], cell[1])
+        if distance <= radius_km:
+            shown.append((distance, cell))
+    shown.sort()
+    return [cell for _distance, cell in shown[:limit]]
 
 
 def ring_search(

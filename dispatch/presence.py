@@ -28,6 +28,23 @@ from taxi.redis import get_async_redis, get_redis
 
 logger = logging.getLogger(__name__)
 
+# `nearby` reads this many times its answer's cap from the geo index before
+# placing drivers on the grid: with more drivers than that in reach, which of
+# the farthest are shown depends on exact distances (a cap only a crowded
+# city's map meets, where no one driver can be singled out by it).
+NEARBY_SCAN_FACTOR = 4
+
+# The speed check's allowances beside LOCATION_MAX_SPEED_KMH. Two GPS fixes
+# a moment apart can disagree by tens of metres (more between tall buildings),
+# which over a fraction of a second reads as any speed at all: a move up to
+# this much beyond what the top speed allows passes (without becoming the
+# point the check measures from, so allowances do not add up).
+LOCATION_JITTER_M = 100.0
+# A last accepted position older than this is no evidence against a new one,
+# so a refused driver (a phone that reported a stale place, a driver who flew
+# in) is back in matching within this long at worst.
+LOCATION_MEMORY_S = 3600
+
 
 class _Lua:
     """A Lua script run by its SHA, loaded into whichever server lacks it
@@ -53,38 +70,111 @@ class _Lua:
             return await client.evalsha(self.sha, len(keys_), *keys_, *args)
 
 
-# KEYS: available, last_seen, driver hash.
-# ARGV: member, lng, lat, now, driver ttl, index ttl, forward interval.
-# Returns {trip, rider} when this position is due to the rider, else nil.
-_PING = _Lua("""
+# Shared by the scripts that take a position from the driver (a ping, going
+# online): the speed check (LOCATION_MAX_SPEED_KMH) and what follows from it.
+#
+# judge(a, lng, lat, now, speed m/s, jitter m, memory s) compares the new
+# position with `a`, the hash's fix_lng, fix_lat, fix_at: the position the
+# check measures from and its time. It answers
+#   'move': reachable at the top speed; the check measures from here on;
+#   'keep': reachable only with the jitter allowance: the position is used,
+#           but the check keeps measuring from the old one, so allowances
+#           cannot add up ping after ping into a drive no car makes;
+#   'far', metres, seconds: an impossible move, refused.
+# No fix, or one older than the memory (LOCATION_MEMORY_S), and anything
+# goes: a driver is never locked out for longer than that.
+_POSITION_CHECK = """
+local function judge(a, lng, lat, now, speed, jitter, memory)
+  if speed <= 0 or not a[3] then return 'move' end
+  local dt = now - tonumber(a[3])
+  if dt >= memory then return 'move' end
+  if dt < 0 then dt = 0 end
+  local rad = math.pi / 180
+  local p1, p2 = tonumber(a[2]) * rad, lat * rad
+  local s = math.sin((p2 - p1) / 2) ^ 2
+    + math.cos(p1) * math.cos(p2) * math.sin((lng - tonumber(a[1])) * rad / 2) ^ 2
+  local d = 2 * 6372797.560856 * math.asin(math.min(1, math.sqrt(s)))
+  if d <= speed * dt then return 'move' end
+  if d <= speed * dt + jitter then return 'keep' end
+  return 'far', d, dt
+end
+
+-- One HSET whatever the verdict (the hot path): 'seen' and the position,
+-- and the fix when it moves.
+local function accept(h, verdict, lng, lat, now, held)
+  if verdict == 'move' then
+    redis.call('HSET', h, 'seen', now, 'lng', lng, 'lat', lat,
+               'fix_lng', lng, 'fix_lat', lat, 'fix_at', now)
+  else
+    redis.call('HSET', h, 'seen', now, 'lng', lng, 'lat', lat)
+  end
+  if held then redis.call('HDEL', h, 'held') end
+end
+
+-- Where the driver is, is in doubt: out of matching until a position passes
+-- (the hash keeps the last accepted one), and the day's count grows.
+local function refuse(h, now, available, counter, member, counter_ttl, d, dt)
+  redis.call('HSET', h, 'seen', now, 'held', '1')
+  redis.call('ZREM', available, member)
+  redis.call('ZINCRBY', counter, 1, member)
+  redis.call('EXPIRE', counter, counter_ttl)
+  return {'far', tostring(d), tostring(dt)}
+end
+"""
+
+# KEYS: available, last_seen, driver hash, the day's refused-position count.
+# ARGV: member, lng, lat, now, driver ttl, index ttl, forward interval,
+#       then the speed check's: speed m/s, jitter m, memory s, count ttl.
+# Returns {'fwd', trip, rider} when this position is due to the rider,
+# {'far', metres, seconds} when the speed check refused it, else nil.
+_PING = _Lua(
+    _POSITION_CHECK
+    + """
 local h = KEYS[3]
-local f = redis.call('HMGET', h, 'online', 'state', 'trip', 'rider', 'fwd')
-redis.call('HSET', h, 'lng', ARGV[2], 'lat', ARGV[3], 'seen', ARGV[4])
-redis.call('EXPIRE', h, ARGV[5])
+local f = redis.call('HMGET', h, 'online', 'state', 'trip', 'rider', 'fwd',
+                     'fix_lng', 'fix_lat', 'fix_at', 'held')
+local now = tonumber(ARGV[4])
+local verdict, d, dt = judge({f[6], f[7], f[8]}, tonumber(ARGV[2]), tonumber(ARGV[3]), now,
+                             tonumber(ARGV[8]), tonumber(ARGV[9]), tonumber(ARGV[10]))
 if f[1] == '1' then
   redis.call('ZADD', KEYS[2], ARGV[4], ARGV[1])
   redis.call('EXPIRE', KEYS[2], ARGV[6])
-  if not f[2] or f[2] == 'free' then
-    redis.call('GEOADD', KEYS[1], ARGV[2], ARGV[3], ARGV[1])
-    redis.call('EXPIRE', KEYS[1], ARGV[6])
-  end
+end
+if verdict == 'far' then
+  local refused = refuse(h, ARGV[4], KEYS[1], KEYS[4], ARGV[1], ARGV[11], d, dt)
+  redis.call('EXPIRE', h, ARGV[5])
+  return refused
+end
+accept(h, verdict, ARGV[2], ARGV[3], ARGV[4], f[9])
+redis.call('EXPIRE', h, ARGV[5])
+if f[1] == '1' and (not f[2] or f[2] == 'free') then
+  redis.call('GEOADD', KEYS[1], ARGV[2], ARGV[3], ARGV[1])
+  redis.call('EXPIRE', KEYS[1], ARGV[6])
 end
 if f[2] == 'on_trip' and f[3] then
-  local now = tonumber(ARGV[4])
   if now - tonumber(f[5] or '0') >= tonumber(ARGV[7]) then
     redis.call('HSET', h, 'fwd', ARGV[4])
-    return {f[3], f[4] or ''}
+    return {'fwd', f[3], f[4] or ''}
   end
 end
 return false
-""")
+"""
+)
 
-# KEYS: available, last_seen, driver hash.
-# ARGV: member, lng, lat, now, driver ttl, index ttl, state, trip, rider.
-_ONLINE = _Lua("""
+# KEYS: available, last_seen, driver hash, the day's refused-position count.
+# ARGV: member, lng, lat, now, driver ttl, index ttl, state, trip, rider,
+#       then the speed check's: speed m/s, jitter m, memory s, count ttl.
+# Returns {'far', metres, seconds} when the speed check refused the position
+# (the driver is online, but out of matching), else nil.
+_ONLINE = _Lua(
+    _POSITION_CHECK
+    + """
 local h = KEYS[3]
-redis.call('HSET', h, 'online', '1', 'lng', ARGV[2], 'lat', ARGV[3], 'seen', ARGV[4],
-           'state', ARGV[7])
+local a = redis.call('HMGET', h, 'fix_lng', 'fix_lat', 'fix_at', 'held')
+local verdict, d, dt = judge(a, tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]),
+                             tonumber(ARGV[10]), tonumber(ARGV[11]), tonumber(ARGV[12]))
+redis.call('HSET', h, 'online', '1', 'seen', ARGV[4], 'state', ARGV[7])
+if verdict ~= 'far' then accept(h, verdict, ARGV[2], ARGV[3], ARGV[4], a[4]) end
 if ARGV[7] == 'on_trip' then
   redis.call('HSET', h, 'trip', ARGV[8], 'rider', ARGV[9])
 else
@@ -93,14 +183,18 @@ end
 redis.call('EXPIRE', h, ARGV[5])
 redis.call('ZADD', KEYS[2], ARGV[4], ARGV[1])
 redis.call('EXPIRE', KEYS[2], ARGV[6])
+if verdict == 'far' then
+  return refuse(h, ARGV[4], KEYS[1], KEYS[4], ARGV[1], ARGV[13], d, dt)
+end
 if ARGV[7] == 'free' then
   redis.call('GEOADD', KEYS[1], ARGV[2], ARGV[3], ARGV[1])
   redis.call('EXPIRE', KEYS[1], ARGV[6])
 else
   redis.call('ZREM', KEYS[1], ARGV[1])
 end
-return 1
-""")
+return false
+"""
+)
 
 # KEYS: available, last_seen, driver hash. ARGV: member, driver ttl.
 _OFFLINE = _Lua("""
@@ -135,7 +229,8 @@ return 1
 
 # KEYS: available, last_seen, driver hash.
 # ARGV: member, now, presence ttl, driver ttl, index ttl, the trip that ended ('' for an offer).
-# Returns 1 when the driver is back in the available set.
+# Returns 1 when the driver is back in the available set (not while the speed
+# check holds their position in doubt: their next plausible ping brings them back).
 _RELEASED = _Lua("""
 local h = KEYS[3]
 if redis.call('EXISTS', h) == 0 then return 0 end
@@ -143,8 +238,8 @@ redis.call('HSET', h, 'state', 'free')
 if ARGV[6] ~= '' then redis.call('HSET', h, 'ended', ARGV[6]) end
 redis.call('HDEL', h, 'trip', 'rider', 'fwd')
 redis.call('EXPIRE', h, ARGV[4])
-local f = redis.call('HMGET', h, 'online', 'lng', 'lat')
-if f[1] ~= '1' or not f[2] or not f[3] then return 0 end
+local f = redis.call('HMGET', h, 'online', 'lng', 'lat', 'held')
+if f[1] ~= '1' or not f[2] or not f[3] or f[4] then return 0 end
 local seen = redis.call('ZSCORE', KEYS[2], ARGV[1])
 if not seen or tonumber(ARGV[2]) - tonumber(seen) >= tonumber(ARGV[3]) then return 0 end
 redis.call('GEOADD', KEYS[1], f[2], f[3], ARGV[1])
@@ -193,9 +288,27 @@ def _stamp(now: float) -> str:
     return f"{now:.3f}"
 
 
+def _position_check_args() -> list:
+    return [
+        repr(settings.LOCATION_MAX_SPEED_KMH / 3.6),
+        repr(LOCATION_JITTER_M),
+        LOCATION_MEMORY_S,
+        keys.LOCATION_REJECTED_TTL_S,
+    ]
+
+
+def _day(now: float) -> str:
+    return time.strftime("%Y-%m-%d", time.gmtime(now))
+
+
 def _ping_args(driver_id: int, lat: float, lng: float, now: float) -> tuple[list, list]:
     return (
-        [keys.AVAILABLE, keys.LAST_SEEN, keys.driver(driver_id)],
+        [
+            keys.AVAILABLE,
+            keys.LAST_SEEN,
+            keys.driver(driver_id),
+            keys.location_rejected(_day(now)),
+        ],
         [
             driver_id,
             repr(float(lng)),
@@ -204,14 +317,34 @@ def _ping_args(driver_id: int, lat: float, lng: float, now: float) -> tuple[list
             keys.DRIVER_TTL_S,
             keys.index_ttl_s(),
             keys.FORWARD_MIN_INTERVAL_S,
+            *_position_check_args(),
         ],
     )
 
 
-def _forward(reply: object) -> Forward | None:
-    if not reply:
+def _refused(driver_id: int, reply: object, source: str) -> bool:
+    """Whether the script refused the position; if so, say so in the log."""
+    if not reply or reply[0] != "far":
+        return False
+    metres, seconds = float(reply[1]), float(reply[2])
+    logger.warning(
+        "dispatch.location_rejected",
+        extra={
+            "driver_id": driver_id,
+            "source": source,
+            # Stamps are to the millisecond: a jump within one is over that.
+            "speed_kmh": round(metres / max(seconds, 0.001) * 3.6, 1),
+            "distance_km": round(metres / 1000, 3),
+            "elapsed_s": round(seconds, 3),
+        },
+    )
+    return True
+
+
+def _forward(driver_id: int, reply: object) -> Forward | None:
+    if not reply or _refused(driver_id, reply, "location"):
         return None
-    trip_id, rider_id = reply
+    _, trip_id, rider_id = reply
     if not trip_id or not str(rider_id).isdigit():
         return None
     return Forward(trip_id=trip_id, rider_id=int(rider_id))
@@ -219,14 +352,19 @@ def _forward(reply: object) -> Forward | None:
 
 def ping(driver_id: int, *, lat: float, lng: float) -> Forward | None:
     """A position from the driver: one round trip. Returns where to forward
-    it when the driver is on a trip and the rider is due an update."""
+    it when the driver is on a trip and the rider is due an update.
+
+    A position that implies a move faster than LOCATION_MAX_SPEED_KMH from the
+    driver's last accepted one is refused: not stored, not forwarded, and the
+    driver is out of matching until a plausible one arrives; it is logged
+    (`dispatch.location_rejected`) and counted (`location_rejections`)."""
     keys_, args = _ping_args(driver_id, lat, lng, _now())
-    return _forward(_PING(get_redis(), keys_, args))
+    return _forward(driver_id, _PING(get_redis(), keys_, args))
 
 
 async def aping(driver_id: int, *, lat: float, lng: float) -> Forward | None:
     keys_, args = _ping_args(driver_id, lat, lng, _now())
-    return _forward(await _PING.run_async(get_async_redis(), keys_, args))
+    return _forward(driver_id, await _PING.run_async(get_async_redis(), keys_, args))
 
 
 def set_online(
@@ -240,22 +378,39 @@ def set_online(
 ) -> None:
     """The driver is online at (lat, lng). `state` is what the database says
     they are doing: free drivers enter the available set, the others wait
-    for their offer or trip to end."""
-    _ONLINE(
+    for their offer or trip to end. The position passes the speed check of
+    `ping` first: going offline and online again does not launder a jump."""
+    now = _now()
+    reply = _ONLINE(
         get_redis(),
-        [keys.AVAILABLE, keys.LAST_SEEN, keys.driver(driver_id)],
+        [
+            keys.AVAILABLE,
+            keys.LAST_SEEN,
+            keys.driver(driver_id),
+            keys.location_rejected(_day(now)),
+        ],
         [
             driver_id,
             repr(float(lng)),
             repr(float(lat)),
-            _stamp(_now()),
+            _stamp(now),
             keys.DRIVER_TTL_S,
             keys.index_ttl_s(),
             state,
             "" if trip_id is None else str(trip_id),
             "" if rider_id is None else str(rider_id),
+            *_position_check_args(),
         ],
     )
+    _refused(driver_id, reply, "online")
+
+
+def location_rejections(day: str | None = None) -> dict[int, int]:
+    """Positions refused by the speed check on `day` (YYYY-MM-DD, UTC; today
+    by default), per driver: for operators and tests."""
+    key = keys.location_rejected(day or _day(_now()))
+    counted = get_redis().zrange(key, 0, -1, withscores=True)
+    return {int(member): int(count) for member, count in counted}
 
 
 def set_offline(driver_id: int) -> None:
@@ -345,28 +500,38 @@ def nearest_available(
 
 
 def nearby(*, lat: float, lng: float, radius_km: float, limit: int) -> list[tuple[float, float]]:
-    """Positions of available drivers within radius_km, nearest first, rounded
-    to about 100 m. No ids leave this function."""
+    """Positions of available drivers within radius_km, nearest first, on the
+    public map's grid (about 100 m). No ids leave this function.
+
+    The answer depends on grid cells only: the centre is moved to its cell's,
+    each driver is placed at their cell's before the radius is applied, and
+    a radius below NEARBY_MIN_RADIUS_KM is read as that. So no choice of
+    centres and radii tells where inside its cell a driver is (a binary
+    search on the radius from three centres used to locate one to a metre)."""
+    centre = matching.round_position(lat, lng)
+    radius_km = max(radius_km, settings.NEARBY_MIN_RADIUS_KM)
     client = get_redis()
     found = client.geosearch(
         keys.AVAILABLE,
-        longitude=lng,
-        latitude=lat,
-        radius=radius_km,
+        longitude=centre[1],
+        latitude=centre[0],
+        # Every driver whose cell's centre may lie within the radius.
+        radius=radius_km + matching.GRID_MARGIN_KM,
         unit="km",
         sort="ASC",
-        count=limit,
+        count=min(matching.MAX_SEARCH_COUNT, limit * NEARBY_SCAN_FACTOR),
         withcoord=True,
     )
     if not found:
         return []
     seen = client.zmscore(keys.LAST_SEEN, [member for member, _ in found])
     fresh_after = _now() - settings.DRIVER_PRESENCE_TTL_S
-    return [
-        matching.round_position(position[1], position[0])
+    positions = [
+        (position[1], position[0])
         for (_member, position), last in zip(found, seen, strict=True)
         if last is not None and last > fresh_after
     ]
+    return matching.on_the_grid(positions, centre=centre, radius_km=radius_km, limit=limit)
 
 
 def sweep_silent(*, batch: int) -> list[int]:

@@ -22,10 +22,13 @@ from trips.serializers import (
     latitude,
     longitude,
 )
+from trips.throttles import ScopeThrottle
 
-# /nearby/ answers at most this many drivers within at most this radius.
+# /nearby/ answers at most this many drivers within at most this radius. A
+# radius below NEARBY_SMALLEST_RADIUS_KM is a 400; one below the setting
+# NEARBY_MIN_RADIUS_KM (larger) is searched as that (`presence.nearby`).
 NEARBY_MAX_RADIUS_KM = 50.0
-NEARBY_MIN_RADIUS_KM = 0.001
+NEARBY_SMALLEST_RADIUS_KM = 0.001
 NEARBY_DEFAULT_RADIUS_KM = 5.0
 NEARBY_MAX_DRIVERS = 100
 
@@ -78,6 +81,12 @@ class DriverLocationView(APIView):
 
     @extend_schema(
         summary="Report a position (drivers); forwarded to the rider during a trip",
+        description=(
+            "A position implying a move faster than LOCATION_MAX_SPEED_KMH (250 km/h) "
+            "from the driver's last accepted one is not used: not stored, not sent to "
+            "the rider, and the driver gets no offers until a plausible position "
+            "arrives. The answer is 204 all the same. Going online is checked alike."
+        ),
         request=LocationSerializer,
         responses={204: None, 503: UNAVAILABLE},
     )
@@ -103,7 +112,7 @@ class NearbyQuerySerializer(serializers.Serializer):
     lat = latitude()
     lng = longitude()
     radius_km = BoundedFloatField(
-        low=NEARBY_MIN_RADIUS_KM,
+        low=NEARBY_SMALLEST_RADIUS_KM,
         high=NEARBY_MAX_RADIUS_KM,
         required=False,
         default=NEARBY_DEFAULT_RADIUS_KM,
@@ -140,21 +149,39 @@ NearbySerializer = inline_serializer(
 
 
 class DriverNearbyView(APIView):
-    """Available drivers around a point, for a map: positions rounded to about
-    100 m, no identities, at most NEARBY_MAX_DRIVERS within NEARBY_MAX_RADIUS_KM."""
+    """Available drivers around a point, for a map: positions on a grid of
+    about 100 m, no identities, at most NEARBY_MAX_DRIVERS within
+    NEARBY_MAX_RADIUS_KM (`presence.nearby` says why the grid comes first).
+    Throttled per user (THROTTLE_NEARBY): each query is a little of what a
+    search for one driver needs."""
+
+    throttle_classes = (ScopeThrottle,)
+    throttle_scope = "nearby"
 
     @extend_schema(
-        summary="Available drivers near a point, rounded, without identities",
+        summary="Available drivers near a point, on a 100 m grid, without identities",
+        description=(
+            "The centre is taken to its grid cell's centre, and each driver to "
+            "theirs, before the radius is applied. A radius below "
+            "NEARBY_MIN_RADIUS_KM (0.5 km by default) is read as that."
+        ),
         parameters=[
             OpenApiParameter("lat", _number(-MAX_LAT, MAX_LAT), required=True),
             OpenApiParameter("lng", _number(-MAX_LNG, MAX_LNG), required=True),
             OpenApiParameter(
                 "radius_km",
-                _number(NEARBY_MIN_RADIUS_KM, NEARBY_MAX_RADIUS_KM),
-                description=f"default {NEARBY_DEFAULT_RADIUS_KM}, at most {NEARBY_MAX_RADIUS_KM}",
+                _number(NEARBY_SMALLEST_RADIUS_KM, NEARBY_MAX_RADIUS_KM),
+                description=(
+                    f"default {NEARBY_DEFAULT_RADIUS_KM}, at most {NEARBY_MAX_RADIUS_KM}; "
+                    "smaller than NEARBY_MIN_RADIUS_KM reads as that"
+                ),
             ),
         ],
-        responses={200: NearbySerializer, 503: UNAVAILABLE},
+        responses={
+            200: NearbySerializer,
+            429: OpenApiResponse(ErrorSerializer, description="`rate_limited`."),
+            503: UNAVAILABLE,
+        },
     )
     def get(self, request: Request) -> Response:
         query = NearbyQuerySerializer(data=request.query_params)

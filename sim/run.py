@@ -45,6 +45,21 @@ def say(message: str) -> None:
     print(f"simulate: {message}", file=sys.stderr, flush=True)
 
 
+# The server's default LOCATION_MAX_SPEED_KMH: faster positions are kept out of matching.
+SERVER_MAX_SPEED_KMH = 250
+
+
+def _warn_about_speed(config: SimConfig) -> None:
+    wall_kmh = config.wall_speed_km_s * 3600
+    if wall_kmh > SERVER_MAX_SPEED_KMH:
+        say(
+            f"drivers move at {wall_kmh:.0f} km/h of wall-clock time (speed x time scale); "
+            f"a server that keeps positions faster than {SERVER_MAX_SPEED_KMH} km/h out of "
+            "matching (LOCATION_MAX_SPEED_KMH) matches few of them: start it with "
+            "LOCATION_MAX_SPEED_KMH=0 (`make demo` does)"
+        )
+
+
 async def run(config: SimConfig, *, json_path: Path | None = None) -> dict:
     """Run the scenario; return (and print, and maybe write) the KPI report."""
     scenario = build_scenario(config)
@@ -54,6 +69,7 @@ async def run(config: SimConfig, *, json_path: Path | None = None) -> dict:
     riders: list[RiderAgent] = []
     try:
         await _check_server(api)
+        _warn_about_speed(config)
         drivers, riders = await _log_in(api, scenario, recorder)
         await _tidy_leftovers(api, drivers, riders, after="an earlier run")
         say(f"connecting {len(drivers)} drivers and {len(riders)} riders")

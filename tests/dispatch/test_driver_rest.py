@@ -48,13 +48,15 @@ def test_a_position_over_rest_is_204_and_moves_the_driver(driver, client_for):
 
     response = client.post(
         "/api/driver/location/",
-        {"lat": 38.91, "lng": -77.04, "heading": 90, "speed": 12.5},
+        # 70 m on at once: within what GPS jitter may show (a longer move
+        # needs the time to drive it, tests/dispatch/test_teleport.py)
+        {"lat": 38.9005, "lng": -77.0305, "heading": 90, "speed": 12.5},
         format="json",
     )
 
     assert response.status_code == 204
     lng, lat = get_redis().geopos(keys.AVAILABLE, driver.pk)[0]
-    assert (lat, lng) == pytest.approx((38.91, -77.04), abs=1e-5)
+    assert (lat, lng) == pytest.approx((38.9005, -77.0305), abs=1e-5)
 
 
 @pytest.mark.django_db
@@ -182,3 +184,32 @@ def test_malformed_bodies_are_4xx_never_500(driver, client_for, body, content_ty
 
     assert 400 <= response.status_code < 500
     assert nothing_stored()
+
+
+@pytest.mark.django_db
+def test_nearby_reads_a_radius_below_the_minimum_as_the_minimum(rider, make_user, client_for):
+    put_online(make_user("driver"), 0.3)
+    query = {"lat": PICK_UP[0], "lng": PICK_UP[1]}
+
+    body = client_for(rider).get("/api/driver/nearby/", {**query, "radius_km": 0.01}).json()
+
+    assert body["count"] == 1, "searched within NEARBY_MIN_RADIUS_KM, not 10 m"
+
+
+@pytest.mark.django_db
+def test_nearby_is_throttled_per_user(rider, make_user, client_for, settings):
+    rest = settings.REST_FRAMEWORK
+    settings.REST_FRAMEWORK = {
+        **rest,
+        "DEFAULT_THROTTLE_RATES": {**rest["DEFAULT_THROTTLE_RATES"], "nearby": "3/min"},
+    }
+    query = {"lat": PICK_UP[0], "lng": PICK_UP[1]}
+    client = client_for(rider)
+
+    answers = [client.get("/api/driver/nearby/", query) for _ in range(4)]
+
+    assert [a.status_code for a in answers] == [200, 200, 200, 429]
+    assert answers[-1].json()["code"] == "rate_limited"
+    assert int(answers[-1]["Retry-After"]) > 0
+    # another user's budget is their own
+    assert client_for(make_user("rider")).get("/api/driver/nearby/", query).status_code == 200

@@ -6,7 +6,7 @@ from channels.db import database_sync_to_async
 
 from dispatch import keys, presence, services
 from taxi.redis import get_redis
-from tests.dispatch.support import km_north, next_frame, put_online, request_trip
+from tests.dispatch.support import next_frame, put_online, request_trip
 from tests.dispatch.test_driver_rest import BAD_POSITIONS, available, nothing_stored
 from trips.services import trip_accept, trip_move
 
@@ -84,11 +84,17 @@ async def test_update_location_has_no_reply_and_moves_the_driver(driver, ws_conn
     await ws.send_json_to({"type": "driver.online", "data": {"lat": 38.9, "lng": -77.03}})
     await ws.receive_json_from(timeout=5)
 
-    await ws.send_json_to({"type": "update.location", "data": {"lat": 38.95, "lng": -77.1}})
+    await ws.send_json_to({"type": "update.location", "data": {"lat": 38.9005, "lng": -77.0305}})
 
     assert await ws.receive_nothing(timeout=0.3)
     lng, lat = get_redis().geopos(keys.AVAILABLE, driver.pk)[0]
-    assert (lat, lng) == pytest.approx((38.95, -77.1), abs=1e-5)
+    assert (lat, lng) == pytest.approx((38.9005, -77.0305), abs=1e-5)
+
+
+# Where a driver put online 0.5 km from the pick-up reports next: a few tens
+# of metres on, a move the speed check takes at once.
+ON_THE_WAY = (38.9025, -77.0365)
+FURTHER_ON = (38.903, -77.0365)
 
 
 def _assign(rider, driver):
@@ -108,18 +114,22 @@ async def test_positions_of_a_driver_on_a_trip_stream_to_its_rider_throttled(
     driver_ws, _, _ = await ws_connect(driver)
 
     await driver_ws.send_json_to(
-        {"type": "update.location", "data": {"lat": 38.91, "lng": -77.04, "heading": 45}}
+        {
+            "type": "update.location",
+            "data": {"lat": ON_THE_WAY[0], "lng": ON_THE_WAY[1], "heading": 45},
+        }
     )
     frame = await next_frame(rider_ws, "driver.location")
     # Within the same quarter second: the rider is not sent a second position.
-    await driver_ws.send_json_to({"type": "update.location", "data": {"lat": 38.92, "lng": -77.05}})
+    await driver_ws.send_json_to(
+        {"type": "update.location", "data": {"lat": FURTHER_ON[0], "lng": FURTHER_ON[1]}}
+    )
 
     data = frame["data"]
     assert set(data) == {"trip_id", "lat", "lng", "heading", "at"}
     assert (data["trip_id"], data["lat"], data["lng"], data["heading"]) == (
         str(trip.pk),
-        38.91,
-        -77.04,
+        *ON_THE_WAY,
         45,
     )
     assert await rider_ws.receive_nothing(timeout=0.15)
@@ -133,7 +143,7 @@ async def test_a_position_over_rest_reaches_the_rider_too(rider, driver, ws_conn
     client = await database_sync_to_async(client_for)(driver)
 
     response = await database_sync_to_async(client.post)(
-        "/api/driver/location/", {"lat": 38.91, "lng": -77.04}, format="json"
+        "/api/driver/location/", {"lat": ON_THE_WAY[0], "lng": ON_THE_WAY[1]}, format="json"
     )
 
     assert response.status_code == 204
@@ -148,7 +158,9 @@ async def test_positions_stop_streaming_when_the_trip_is_over(rider, driver, ws_
     rider_ws, _, _ = await ws_connect(rider)
     driver_ws, _, _ = await ws_connect(driver)
 
-    await driver_ws.send_json_to({"type": "update.location", "data": {"lat": 38.91, "lng": -77.04}})
+    await driver_ws.send_json_to(
+        {"type": "update.location", "data": {"lat": ON_THE_WAY[0], "lng": ON_THE_WAY[1]}}
+    )
 
     assert await rider_ws.receive_nothing(timeout=0.4)
     assert driver.pk in available(), "free again after the trip"
@@ -159,7 +171,7 @@ async def test_going_online_during_a_trip_does_not_make_the_driver_available(
 ):
     await database_sync_to_async(_assign)(rider, driver)
     ws, _, _ = await ws_connect(driver)
-    lat, lng = km_north(1)
+    lat, lng = ON_THE_WAY
 
     await ws.send_json_to({"type": "driver.online", "data": {"lat": lat, "lng": lng}})
 

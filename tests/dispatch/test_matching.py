@@ -167,3 +167,18 @@ def test_haversine_matches_known_distances():
     # One degree of latitude, and Washington to Baltimore (about 56 km).
     assert matching.haversine_km(0, 0, 1, 0) == pytest.approx(111.2, abs=0.1)
     assert matching.haversine_km(38.8977, -77.0365, 39.2904, -76.6122) == pytest.approx(56, abs=2)
+
+
+def test_the_public_map_judges_cells_never_exact_positions():
+    # Given two drivers 135 m apart in one cell, whose centre is 444.9 m
+    # from the map's centre, and one of them only 394 m from it
+    centre = (38.898, -77.037)
+    one_cell = [(38.90152, -77.03652), (38.90248, -77.03748)]
+    assert {matching.round_position(*p) for p in one_cell} == {(38.902, -77.037)}
+
+    # Then either both show, at the cell's centre, or neither does
+    assert matching.on_the_grid(one_cell, centre=centre, radius_km=0.444, limit=10) == []
+    assert matching.on_the_grid(one_cell, centre=centre, radius_km=0.445, limit=10) == [
+        (38.902, -77.037),
+        (38.902, -77.037),
+    ]

@@ -71,7 +71,7 @@ def test_online_while_on_a_trip_keeps_the_driver_out_of_the_available_set(clock)
 
 def test_a_ping_moves_an_available_driver_in_one_call(clock):
     presence.set_online(DRIVER, lat=HERE[0], lng=HERE[1])
-    clock.advance(3)
+    clock.advance(10)  # 400 m: a plausible drive in that time
 
     forward = presence.ping(DRIVER, lat=38.9, lng=-77.04)
 
@@ -103,12 +103,13 @@ def test_an_offered_driver_leaves_the_set_and_pings_do_not_bring_them_back(clock
 def test_release_brings_an_online_fresh_driver_back_where_they_last_were(clock):
     presence.set_online(DRIVER, lat=HERE[0], lng=HERE[1])
     presence.mark_offered(DRIVER)
-    presence.ping(DRIVER, lat=38.91, lng=-77.05)
+    clock.advance(5)
+    presence.ping(DRIVER, lat=38.899, lng=-77.037)
 
     assert presence.on_driver_released(DRIVER) is True
 
     assert available() == {DRIVER}
-    assert position(DRIVER) == pytest.approx((38.91, -77.05), abs=1e-5)
+    assert position(DRIVER) == pytest.approx((38.899, -77.037), abs=1e-5)
     assert presence.driver_state(DRIVER)["state"] == keys.STATE_FREE
 
 
@@ -286,3 +287,138 @@ def test_nearby_is_capped(clock):
     positions = presence.nearby(lat=HERE[0], lng=HERE[1], radius_km=5, limit=3)
 
     assert positions == [(38.899, -77.037), (38.9, -77.037), (38.901, -77.037)]
+
+
+# --- positions implying an impossible speed (LOCATION_MAX_SPEED_KMH) ---------------
+
+FAR = (47.0, -77.0365)  # about 900 km north of HERE
+
+
+def km_from_here(km: float) -> tuple[float, float]:
+    return HERE[0] + km / 111.19, HERE[1]
+
+
+def rejected_events(caplog) -> list:
+    return [r for r in caplog.records if r.getMessage() == "dispatch.location_rejected"]
+
+
+def test_a_jump_at_an_impossible_speed_is_kept_out_of_matching_logged_and_counted(clock, caplog):
+    presence.set_online(DRIVER, lat=HERE[0], lng=HERE[1])
+    clock.advance(1)
+
+    forward = presence.ping(DRIVER, lat=FAR[0], lng=FAR[1])
+
+    assert forward is None
+    assert available() == set(), "out of matching: where the driver is, is in doubt"
+    state = presence.driver_state(DRIVER)
+    assert (float(state["lat"]), float(state["lng"])) == HERE, "the last accepted position"
+    assert presence.location_rejections() == {DRIVER: 1}
+    (event,) = rejected_events(caplog)
+    assert event.driver_id == DRIVER and event.source == "location"
+    assert event.speed_kmh > 3_000_000 and event.distance_km == pytest.approx(904, abs=5)
+    assert_every_key_expires()
+
+
+def test_gps_jitter_over_a_fraction_of_a_second_is_no_teleport(clock, caplog):
+    presence.set_online(DRIVER, lat=HERE[0], lng=HERE[1])
+    clock.advance(0.2)
+
+    presence.ping(DRIVER, lat=km_from_here(0.06)[0], lng=HERE[1])  # 60 m: 1,080 km/h
+
+    assert available() == {DRIVER}
+    assert position(DRIVER) == pytest.approx(km_from_here(0.06), abs=1e-5)
+    assert presence.location_rejections() == {} and rejected_events(caplog) == []
+
+
+def test_jitter_allowances_do_not_add_up_ping_after_ping(clock):
+    # Each ping within the jitter allowance of the one before, ten a second:
+    # 500 m in a second, 1,800 km/h, is a drive no car makes
+    presence.set_online(DRIVER, lat=HERE[0], lng=HERE[1])
+    for step in range(1, 11):
+        clock.advance(0.1)
+        presence.ping(DRIVER, lat=km_from_here(0.05 * step)[0], lng=HERE[1])
+
+    assert available() == set()
+    assert presence.location_rejections()[DRIVER] >= 5
+
+
+def test_a_plausible_position_after_a_jump_brings_the_driver_back(clock):
+    presence.set_online(DRIVER, lat=HERE[0], lng=HERE[1])
+    clock.advance(1)
+    presence.ping(DRIVER, lat=FAR[0], lng=FAR[1])
+    clock.advance(4)
+
+    presence.ping(DRIVER, lat=km_from_here(0.2)[0], lng=HERE[1])
+
+    assert available() == {DRIVER}
+    assert position(DRIVER) == pytest.approx(km_from_here(0.2), abs=1e-5)
+    assert presence.location_rejections() == {DRIVER: 1}
+
+
+def test_going_offline_and_online_again_does_not_launder_a_jump(clock, caplog):
+    presence.set_online(DRIVER, lat=HERE[0], lng=HERE[1])
+    presence.set_offline(DRIVER)
+    clock.advance(60)
+
+    presence.set_online(DRIVER, lat=FAR[0], lng=FAR[1])
+
+    assert available() == set()
+    assert presence.driver_state(DRIVER)["online"] == "1"
+    assert presence.location_rejections() == {DRIVER: 1}
+    assert [e.source for e in rejected_events(caplog)] == ["online"]
+
+
+def test_a_driver_is_never_locked_out_for_longer_than_the_check_remembers(clock):
+    # Given a driver whose every position since going online was refused
+    presence.set_online(DRIVER, lat=HERE[0], lng=HERE[1])
+    clock.advance(1)
+    presence.ping(DRIVER, lat=FAR[0], lng=FAR[1])
+
+    # When the last accepted position is older than the check looks back
+    clock.advance(presence.LOCATION_MEMORY_S)
+    presence.ping(DRIVER, lat=FAR[0], lng=FAR[1])
+
+    # Then the new place is taken as it comes
+    assert available() == {DRIVER}
+    assert position(DRIVER) == pytest.approx(FAR, abs=1e-5)
+
+
+def test_a_released_driver_whose_position_is_in_doubt_stays_out(clock):
+    presence.set_online(DRIVER, lat=HERE[0], lng=HERE[1])
+    presence.mark_offered(DRIVER)
+    clock.advance(1)
+    presence.ping(DRIVER, lat=FAR[0], lng=FAR[1])
+
+    assert presence.on_driver_released(DRIVER) is False
+    assert available() == set()
+
+
+def test_a_jump_during_a_trip_is_not_forwarded_to_the_rider(clock):
+    presence.set_online(DRIVER, lat=HERE[0], lng=HERE[1])
+    presence.on_driver_assigned(DRIVER, trip_id=TRIP_ID, rider_id=RIDER)
+    clock.advance(1)
+
+    assert presence.ping(DRIVER, lat=FAR[0], lng=FAR[1]) is None
+    clock.advance(1)
+    assert presence.ping(DRIVER, lat=HERE[0], lng=HERE[1]) == presence.Forward(TRIP_ID, RIDER)
+
+
+async def test_the_async_ping_refuses_the_same_jumps(clock):
+    presence.set_online(DRIVER, lat=HERE[0], lng=HERE[1])
+    clock.advance(1)
+
+    await presence.aping(DRIVER, lat=FAR[0], lng=FAR[1])
+
+    assert available() == set()
+    assert presence.location_rejections() == {DRIVER: 1}
+
+
+def test_the_check_is_off_at_a_limit_of_zero(clock, settings):
+    settings.LOCATION_MAX_SPEED_KMH = 0
+    presence.set_online(DRIVER, lat=HERE[0], lng=HERE[1])
+    clock.advance(1)
+
+    presence.ping(DRIVER, lat=FAR[0], lng=FAR[1])
+
+    assert position(DRIVER) == pytest.approx(FAR, abs=1e-5)
+    assert presence.location_rejections() == {}

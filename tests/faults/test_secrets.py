@@ -70,7 +70,7 @@ async def test_no_token_or_password_appears_in_any_process_output(fault_stack):
         # and the driver goes online over REST and over the socket, the rider
         # requests over REST, the driver accepts the offer over the socket
         status, _ = await api.call(
-            "POST", "/api/driver/online/", token=driver.access, body=_at(km_north(0.6))
+            "POST", "/api/driver/online/", token=driver.access, body=_at(km_north(0.5))
         )
         assert status == 200
         driver_app = await DriverApp(api, driver, km_north(0.5), then=ACCEPT, drive=False).start()
@@ -80,12 +80,13 @@ async def test_no_token_or_password_appears_in_any_process_output(fault_stack):
         assert started["data"]["status"] == "STARTED"
 
         # and the driver's positions stream to the rider, over the socket and REST
+        # (10 m a step: a car's pace, which the speed check lets through)
         for step in range(3):
-            await driver_app.live.send("update.location", {**_at(km_north(0.4 - step / 10))})
+            await driver_app.live.send("update.location", {**_at(km_north(0.49 - step / 100))})
             await rider_ws.next("driver.location", trip_id=trip["id"])
             await asyncio.sleep(0.3)  # an app's pace, past the forwarding interval
         status, _ = await api.call(
-            "POST", "/api/driver/location/", token=driver.access, body=_at(km_north(0.05))
+            "POST", "/api/driver/location/", token=driver.access, body=_at(km_north(0.46))
         )
         assert status == 204
         await rider_ws.next("driver.location", trip_id=trip["id"])

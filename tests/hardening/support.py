@@ -112,6 +112,8 @@ def bad_number(low: float, high: float, *, nullable: bool = False) -> st.SearchS
             lambda x: not (math.isfinite(x) and low <= x <= high)
         ),
         st.integers(min_value=-(10**40), max_value=10**40).filter(lambda x: not low <= x <= high),
+        # Integers too big for a float, up to the longest the JSON parser reads.
+        st.builds(lambda n, sign: sign * 10**n, st.integers(309, 4299), st.sampled_from([1, -1])),
     )
     not_numbers = st.one_of(
         st.booleans(), containers, st.text(max_size=12), st.floats().map(str), st.just("")

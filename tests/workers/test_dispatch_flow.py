@@ -217,7 +217,9 @@ async def test_an_accepted_trip_streams_the_drivers_positions_to_the_rider(
 
     await driver_ws.send_json_to({"type": "accept.trip", "data": {"id": trip_id}})
     started = await next_frame(rider_ws, "trip.updated")
-    await driver_ws.send_json_to({"type": "update.location", "data": {"lat": 38.9, "lng": -77.03}})
+    # 50 m on from where the driver went online: on the way to the pick-up
+    lat, lng = km_north(0.35)
+    await driver_ws.send_json_to({"type": "update.location", "data": {"lat": lat, "lng": lng}})
     location = await next_frame(rider_ws, "driver.location")
 
     assert (started["data"]["status"], started["data"]["driver"]["id"]) == ("STARTED", driver.pk)
