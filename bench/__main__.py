@@ -1,9 +1,11 @@
 """`python -m bench` (`make bench`): the taxi benchmark on this machine.
 
-Starts its own stack (a private Redis, a fresh SQLite database, daphne web,
-Celery worker and beat from the Procfile, on free ports, DEBUG off), seeds
+Starts its own stack (a private Redis, a fresh SQLite database or the
+PostgreSQL one DATABASE_URL names, daphne web, Celery worker and beat from the
+Procfile, on free ports, DEBUG off), seeds
 accounts, runs the load generator in this process against 127.0.0.1 only,
-prints a table per measurement and writes JSON. Every child is stopped on the
+prints a table per measurement (on PostgreSQL also the most database
+connections the stack held) and writes JSON. Every child is stopped on the
 way out, whatever happened. See BENCHMARKS.md for what each figure means.
 """
 
@@ -22,7 +24,7 @@ import sys
 import time
 from pathlib import Path
 
-from bench import connections, dispatch_latency, echo, ingest
+from bench import connections, database, dispatch_latency, echo, ingest
 from bench.load import Accounts, raise_fd_limit
 from bench.machine import describe
 from bench.report import format_results
@@ -67,6 +69,10 @@ STACK_ENV = {
     # Idle drivers of the dispatch fleet hold sockets but do not ping.
     "DRIVER_PRESENCE_TTL_S": "3600",
     "JWT_ACCESS_LIFETIME_S": "7200",
+    # Each step places the same seeded drivers afresh at random points of the
+    # city, seconds after the last step left them elsewhere: by the speed
+    # rule that is a jump, and their positions would be refused.
+    "LOCATION_MAX_SPEED_KMH": "0",
 }
 RIDER_POOL = 50
 
@@ -93,7 +99,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--ingest-seconds", type=float)
     parser.add_argument("--conn-steps", help="sockets per step, e.g. 1000,2000,5000")
     parser.add_argument("--redis-url", help="use this Redis instead of a private one (written to)")
-    parser.add_argument("--database-url", help="use this database instead of a fresh SQLite file")
+    parser.add_argument(
+        "--database-url",
+        default=database.database_url_from_environment(),
+        help="use this database (written to) instead of a fresh SQLite file; default DATABASE_URL",
+    )
     parser.add_argument(
         "--settings",
         help="Django settings module for the stack (default taxi.settings), to measure a change",
@@ -194,6 +204,14 @@ def server_errors(log_dir: Path) -> dict[str, int]:
     }
 
 
+def database_processes(args: argparse.Namespace) -> int:
+    """Processes of a run that each hold a pool: the webs (one more for each
+    of the connection and echo measurements), every worker's pool children,
+    beat, and the seeding step."""
+    webs = args.webs + sum(m in args.only for m in ("connections", "echo"))
+    return webs + args.workers * args.worker_concurrency + 1 + 1
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
@@ -216,10 +234,15 @@ def main(argv: list[str] | None = None) -> int:
         took = time.monotonic() - began
         say(f"stack up in {took:.1f}s: web {stack.web_urls}, fd limit {fd_limit}")
         drivers, riders = accounts_needed(args)
-        accounts = seed_accounts(stack, drivers, riders)
-        say(f"seeded {drivers} driver and {riders} rider accounts")
-        machine = describe(stack.base_env["REDIS_URL"])
-        results = asyncio.run(measure_all(args, stack, accounts))
+        watch = database.ConnectionWatch(args.database_url).start()
+        try:
+            accounts = seed_accounts(stack, drivers, riders)
+            say(f"seeded {drivers} driver and {riders} rider accounts")
+            machine = describe(stack.base_env["REDIS_URL"])
+            results = asyncio.run(measure_all(args, stack, accounts))
+        finally:
+            watch.stop()
+    db_summary = watch.summary(processes=database_processes(args), env=stack.base_env)
     errors = server_errors(work_dir / "logs")
     if any(errors.values()):
         say(f"warning: error-level lines in the stack's logs: {errors} (see {work_dir}/logs)")
@@ -236,9 +259,11 @@ def main(argv: list[str] | None = None) -> int:
         "load_average_before_after": [load_before, load_average()],
         "seconds": round(time.monotonic() - began, 1),
         "server_error_log_lines": errors,
+        "database": db_summary,
         "results": results,
     }
     print(format_results(results), flush=True)
+    print(f"\n{database.describe_summary(db_summary)}", flush=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")
     say(f"wrote {args.out} ({report['seconds']}s in all)")

@@ -6,6 +6,7 @@ never touched by the suite.
 
 import os
 import secrets
+import sys
 
 os.environ.setdefault("SECRET_KEY", secrets.token_urlsafe(50))
 
@@ -30,6 +31,12 @@ MEDIA_ROOT = VAR_DIR / "test-media"  # noqa: F405
 # connection there outlives the suite and blocks dropping the PostgreSQL test
 # database. Closing after each call (what database_sync_to_async does at 0) frees it.
 DATABASES["default"]["CONN_MAX_AGE"] = 0  # noqa: F405
+# The suite's own process takes no pool: the race tests hold 50 connections at
+# once, more than a pool of DB_POOL_MAX lends. The processes the tests start
+# (tests/web.py's web loads these settings too, outside pytest) keep the pool,
+# as production does.
+if "pytest" in sys.modules:
+    DATABASES["default"].get("OPTIONS", {}).pop("pool", None)  # noqa: F405
 
 # Suites run side by side (several checkouts, or CI beside a developer) each
 # set TEST_RUN_ID, and get their own test database.

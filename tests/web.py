@@ -41,7 +41,7 @@ def database_url() -> str:
     db = connection.settings_dict
     if db["ENGINE"] == "django.db.backends.sqlite3":
         return f"sqlite:///{db['NAME']}"
-    if db["ENGINE"] != "django.db.backends.postgresql":
+    if connection.vendor != "postgresql":
         raise RuntimeError(f"no URL form for {db['ENGINE']}")
     auth = urllib.parse.quote(db["USER"] or "", safe="")
     if db["PASSWORD"]:

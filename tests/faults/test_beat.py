@@ -1,17 +1,19 @@
-"""Beat faults (issue 6): beat stopped, and two beats at once.
+"""Beat faults (issue 6): beat stopped, stopped mid-send, and two beats at once.
 
 Beat only schedules the sweeps; an offer's deadline is its own
 `expire_offer` task, queued when the offer is made. So with beat gone,
 timeouts still move a trip on. With two beats (the database scheduler: both
 read the same periodic-task rows), every sweep runs twice; sweeps and the
 dispatch loop are idempotent, so that costs work, never a duplicated offer
-or push.
+or push. A SIGTERM that lands while beat sends a task stops it all the same.
 """
 
 import asyncio
+import signal
 import time
 from collections import Counter
 from datetime import datetime
+from pathlib import Path
 
 import pytest
 from django.utils import timezone
@@ -32,11 +34,14 @@ from tests.faults.apps import (
 from tests.faults.processes import (
     add_beat,
     add_worker,
+    freeze,
     kill_group,
     log_events,
     log_text,
+    signal_group,
     task_runs,
     terminate_group,
+    thaw,
     wait_until,
     wait_worker_ready,
     web_url,
@@ -62,6 +67,54 @@ SWEEP_SENT = "Sending due task taxi: sweep dispatch"
 
 def _log_time(event: dict) -> datetime:
     return datetime.fromisoformat(event["ts"])
+
+
+def _signal_delivered(pid: int) -> bool:
+    """No signal waits for the process any more (/proc's pending masks)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return True
+    pending = [line.split()[1] for line in status.splitlines() if line[:6] in ("SigPnd", "ShdPnd")]
+    return all(int(mask, 16) == 0 for mask in pending)
+
+
+async def test_sigterm_while_beat_sends_a_task_still_stops_it(fault_stack):
+    # Given the real processes, and beat caught sending a task: Redis frozen,
+    # so the publish after "Sending due task" waits for Redis's answer (what
+    # a busy machine makes likely right after that line)
+    stack = fault_stack(env=ENV)
+    beat, redis = stack.children["beat"], stack.children["redis"]
+    await asyncio.to_thread(
+        wait_until, lambda: SWEEP_SENT in log_text(beat), within=30, what="beat sending"
+    )
+    freeze(redis)
+    try:
+        sent = log_text(beat).count("Sending due task")
+        await asyncio.to_thread(
+            wait_until,
+            lambda: log_text(beat).count("Sending due task") > sent,
+            within=30,
+            what="beat sending to the frozen Redis",
+        )
+        # When the platform stops beat mid-send
+        signal_group(beat, signal.SIGTERM)
+        await asyncio.to_thread(
+            wait_until,
+            lambda: _signal_delivered(beat.pid),
+            within=10,
+            what="SIGTERM delivered to beat",
+        )
+    finally:
+        thaw(redis)
+
+    # Then beat finishes that send and exits cleanly, instead of losing the
+    # SIGTERM and running on until it is killed
+    await asyncio.to_thread(
+        wait_until, lambda: beat.process.poll() is not None, within=30, what="beat exited"
+    )
+    assert beat.process.returncode == 0
+    assert "Couldn't apply scheduled task" not in log_text(beat)
 
 
 async def test_with_beat_stopped_offers_still_expire_through_their_own_tasks(fault_stack):
