@@ -33,6 +33,11 @@ VAR = ROOT / "var"
 # The venv's interpreter; not resolved, since .venv/bin/python is a symlink.
 PYTHON = sys.executable
 DEFAULT_PORT = "8000"
+# With DEBUG on, error pages show the code and the settings: the web process
+# then listens on this machine only, unless HOST says otherwise.
+DEBUG_HOST = "127.0.0.1"
+ALL_INTERFACES = ("0.0.0.0", "::", "")  # noqa: S104 - names them, binds nothing
+TRUE = ("1", "true", "yes", "on")  # as taxi/settings.py reads DEBUG
 REDIS_START_TIMEOUT_S = 10.0
 REDIS_STOP_TIMEOUT_S = 5.0
 WEB_START_TIMEOUT_S = 60.0
@@ -273,7 +278,8 @@ def command_run(supervisor: Supervisor, _args: Sequence[str]) -> int:
     if "DEBUG" not in env:
         env["DEBUG"] = "1"
         say("DEBUG is not set: using DEBUG=1 for this local run (SECRET_KEY kept under var/)")
-    if port_answers(int(port)):
+    bind_locally_when_debugging(env)
+    if port_answers(int(port), local_address(env["HOST"])):
         raise StackError(f"port {port} is in use; stop that server or run PORT=8001 make run")
     say_database(env)
     VAR.mkdir(exist_ok=True)
@@ -283,7 +289,7 @@ def command_run(supervisor: Supervisor, _args: Sequence[str]) -> int:
         if release != 0:
             raise StackError(f"the Procfile's release step failed (exit {release})", release)
         processes = supervisor.start(honcho("web", "worker", "beat"))
-        if wait_until_healthy(supervisor, processes, int(port)):
+        if wait_until_healthy(supervisor, processes, int(port), local_address(env["HOST"])):
             announce(int(port))
         returncode = supervisor.wait(processes)
     supervisor.raise_if_stopped()
@@ -291,6 +297,23 @@ def command_run(supervisor: Supervisor, _args: Sequence[str]) -> int:
         f"web, worker and beat stopped on their own (exit {returncode}); see the log above",
         returncode,
     )
+
+
+def bind_locally_when_debugging(env: dict[str, str]) -> None:
+    """HOST for the Procfile's web (which defaults to all interfaces, as
+    platforms need): this machine only when DEBUG is on and HOST is unset."""
+    debug = env.get("DEBUG", "").strip().lower() in TRUE
+    if not env.get("HOST"):
+        env["HOST"] = DEBUG_HOST if debug else "0.0.0.0"  # noqa: S104 - production's default
+        if debug:
+            say(f"DEBUG is on: listening on {DEBUG_HOST} only (HOST=0.0.0.0 opens it up)")
+    elif debug and env["HOST"] in ALL_INTERFACES:
+        say(f"warning: DEBUG is on and HOST={env['HOST']}: the network sees debug pages")
+
+
+def local_address(host: str) -> str:
+    """Where this machine reaches a server bound to `host`."""
+    return "127.0.0.1" if host in ALL_INTERFACES else host
 
 
 def command_test(supervisor: Supervisor, pytest_args: Sequence[str]) -> int:
@@ -328,11 +351,15 @@ def command_redis(supervisor: Supervisor, _args: Sequence[str]) -> int:
 # timeouts so a one-minute city shows some.
 DEMO_ENV = {
     "DEBUG": "1",
+    "HOST": DEBUG_HOST,
     "TAXI_VAR_DIR": str(VAR / "demo"),
     "THROTTLE_LOG_IN": "100000/min",
     "THROTTLE_SIGN_UP": "100000/hour",
     "THROTTLE_TRIP_CREATE": "100000/min",
     "DISPATCH_OFFER_TIMEOUT_S": "6",
+    # The simulated city's clock runs faster than the wall's, and so do its
+    # drivers: no speed check on their positions.
+    "LOCATION_MAX_SPEED_KMH": "0",
 }
 DEMO_STOP_TIMEOUT_S = 15.0
 
@@ -406,16 +433,16 @@ def honcho(*process_types: str) -> list[str]:
     return [PYTHON, "-m", "honcho", "start", "-f", "Procfile", *process_types]
 
 
-def port_answers(port: int) -> bool:
+def port_answers(port: int, host: str = "127.0.0.1") -> bool:
     try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+        with socket.create_connection((host, port), timeout=0.5):
             return True
     except OSError:
         return False
 
 
-def web_is_healthy(port: int) -> bool:
-    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+def web_is_healthy(port: int, host: str = "127.0.0.1") -> bool:
+    connection = http.client.HTTPConnection(host, port, timeout=2)
     try:
         connection.request("GET", "/healthz")
         return connection.getresponse().status == 200
@@ -426,13 +453,13 @@ def web_is_healthy(port: int) -> bool:
 
 
 def wait_until_healthy(
-    supervisor: Supervisor, processes: subprocess.Popen[bytes], port: int
+    supervisor: Supervisor, processes: subprocess.Popen[bytes], port: int, host: str = "127.0.0.1"
 ) -> bool:
     deadline = time.monotonic() + WEB_START_TIMEOUT_S
     while time.monotonic() < deadline:
         if supervisor.stop_signal is not None or processes.poll() is not None:
             return False
-        if web_is_healthy(port):
+        if web_is_healthy(port, host):
             return True
         time.sleep(0.5)
     say(f"warning: /healthz did not answer 200 within {WEB_START_TIMEOUT_S:.0f}s; still running")

@@ -11,7 +11,9 @@ import os
 import re
 import shlex
 import socket
+import subprocess
 import sys
+import time
 from pathlib import Path
 from types import ModuleType
 from urllib.parse import urlsplit
@@ -205,3 +207,71 @@ def test_private_redis_stops_when_the_block_fails(stack, tmp_path):
         raise RuntimeError("a step failed")
 
     assert_gone(server)
+
+
+# --- where the web process listens ---------------------------------------------------
+
+
+def test_the_procfile_web_listens_on_host_defaulting_to_all_interfaces():
+    words = shlex.split(procfile()["web"])
+    assert words[words.index("-b") + 1] == "${HOST:-0.0.0.0}"
+
+
+EVERY_INTERFACE = "0.0.0.0"  # noqa: S104 - what the tests expect, not a bind
+
+
+@pytest.mark.parametrize(
+    ("given", "host"),
+    [
+        ({"DEBUG": "1"}, "127.0.0.1"),
+        ({"DEBUG": "True"}, "127.0.0.1"),
+        ({"DEBUG": "0"}, EVERY_INTERFACE),
+        ({"DEBUG": "1", "HOST": EVERY_INTERFACE}, EVERY_INTERFACE),
+        ({"DEBUG": "1", "HOST": "192.0.2.5"}, "192.0.2.5"),
+        ({"DEBUG": "0", "HOST": "127.0.0.1"}, "127.0.0.1"),
+    ],
+)
+def test_run_listens_on_this_machine_only_when_debugging_unless_told(stack, given, host):
+    env = dict(given)
+    stack.bind_locally_when_debugging(env)
+    assert env["HOST"] == host
+
+
+def listening_addresses(port: int) -> set[str]:
+    """Local addresses (hex, as the kernel lists them) listening on `port`."""
+    found = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            local, state = line.split()[1], line.split()[3]
+            address, _, hex_port = local.partition(":")
+            if state == "0A" and int(hex_port, 16) == port:
+                found.add(address)
+    return found
+
+
+@pytest.mark.e2e
+@pytest.mark.skipif(not Path("/proc/net/tcp").exists(), reason="reads Linux's socket table")
+def test_make_runs_web_with_debug_on_listens_on_this_machine_only(stack, tmp_path):
+    # Given the environment `make run` gives the Procfile's web with DEBUG on,
+    env = stack.child_env()
+    for name in ("HOST", "DATABASE_URL", "DJANGO_SETTINGS_MODULE"):
+        env.pop(name, None)
+    port = stack.free_port()
+    env.update({"DEBUG": "1", "PORT": str(port), "TAXI_VAR_DIR": str(tmp_path)})
+    stack.bind_locally_when_debugging(env)
+
+    # when it runs,
+    process = subprocess.Popen(
+        stack.honcho("web"), cwd=ROOT, env=env, stdout=subprocess.DEVNULL, start_new_session=True
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not stack.port_answers(port):
+            assert process.poll() is None, "the web process exited"
+            assert time.monotonic() < deadline, "the web process did not listen in 60 s"
+            time.sleep(0.2)
+
+        # then it listens on 127.0.0.1 only, not on every interface.
+        assert listening_addresses(port) == {"0100007F"}
+    finally:
+        stack.stop_group(process, 10)

@@ -39,6 +39,10 @@ class BoundedFloatField(serializers.FloatField):
     def to_internal_value(self, data: object) -> float:
         if isinstance(data, bool) or not isinstance(data, int | float):
             self.fail("invalid")
+        if isinstance(data, int) and not self.low <= data <= self.high:
+            # JSON integers have no size limit: judge one exactly, before
+            # float() would overflow on hundreds of digits.
+            self.fail("range", low=self.low, high=self.high)
         value = float(data)
         if not math.isfinite(value):
             self.fail("not_finite")
@@ -154,6 +158,7 @@ class ErrorSerializer(serializers.Serializer):
     code = serializers.CharField(
         help_text=(
             "Stable machine code: not_authenticated, forbidden, not_found, invalid, "
-            "invalid_transition, offer_not_available, active_trip_exists, rate_limited."
+            "invalid_transition, offer_not_available, active_trip_exists, rate_limited, "
+            "too_large (413: a body over the size limit), server_error (500)."
         )
     )

@@ -1,6 +1,7 @@
 """Throttles against brute force and floods: log-in (per address and per
-username), sign-up (per address) and trip requests (per rider, REST and
-socket together) answer 429 `{"detail", "code": "rate_limited"}` with
+username from one address), the admin's log-in form (the same), sign-up
+(per address) and trip requests (per rider, REST and socket together) answer
+429 `{"detail", "code": "rate_limited"}` (the admin: a plain page) with
 Retry-After once over their rate, and a throttled request does nothing.
 
 Rates are set low per test; the counters live in the real Redis (emptied
@@ -9,12 +10,16 @@ run the Procfile's web process to show that a made-up X-Forwarded-For does
 not buy a fresh budget on the real server either.
 """
 
+import http.cookiejar
 import json
+import re
 import urllib.error
+import urllib.parse
 import urllib.request
 
 import pytest
 from asgiref.sync import sync_to_async
+from django.test import Client
 from rest_framework.test import APIClient
 
 from tests.conftest import PASSWORD
@@ -22,6 +27,7 @@ from tests.web import web_process
 from trips.models import Trip, User
 
 LOG_IN, SIGN_UP, TRIPS = "/api/log_in/", "/api/sign_up/", "/api/trip/"
+ADMIN_LOG_IN = "/admin/login/"
 WRONG_PASSWORD = "wrong-password"
 TRIP = {
     "pick_up_address": "123 Main Street",
@@ -94,23 +100,40 @@ def test_log_in_attempts_from_one_address_are_limited_even_with_the_right_passwo
 
 
 @pytest.mark.django_db
-def test_guessing_one_accounts_password_from_many_addresses_is_limited(rates, rider, make_user):
-    # Given a generous limit per address and 3 a minute per username.
+def test_guessing_one_accounts_password_from_one_address_is_limited(rates, rider, make_user):
+    # Given a generous limit per address (many people behind one NAT) and 3 a
+    # minute per username from one address.
     rates(log_in="1000/min", log_in_user="3/min")
-    tried = [log_in(rider.username, REMOTE_ADDR=f"203.0.113.{n}") for n in range(3)]
+    tried = [log_in(rider.username, REMOTE_ADDR="203.0.113.1") for _ in range(3)]
 
-    # When the next guess comes from yet another address, in another spelling
-    # of the same name, or with the right password,
+    # When the next guess from that address spells the name differently, or
+    # carries the right password,
     variants = [rider.username.upper(), f"  {rider.username} ", rider.username]
-    refused = [log_in(v, REMOTE_ADDR=f"203.0.113.{10 + i}") for i, v in enumerate(variants)]
-    right = log_in(rider.username, PASSWORD, REMOTE_ADDR="203.0.113.99")
+    refused = [log_in(v, REMOTE_ADDR="203.0.113.1") for v in variants]
+    right = log_in(rider.username, PASSWORD, REMOTE_ADDR="203.0.113.1")
 
-    # Then all are refused, none logs in; other accounts are untouched.
+    # Then all are refused and none logs in; other accounts at that address
+    # are untouched.
     assert [r.status_code for r in tried] == [401] * 3
     for response in [*refused, right]:
         assert_rate_limited(response)
     other = make_user("rider")
-    assert log_in(other.username, PASSWORD, REMOTE_ADDR="203.0.113.99").status_code == 200
+    assert log_in(other.username, PASSWORD, REMOTE_ADDR="203.0.113.1").status_code == 200
+
+
+@pytest.mark.django_db
+def test_guesses_from_elsewhere_do_not_lock_the_account_owner_out(rates, rider):
+    # Given someone who spent the victim's username budget from their address
+    # (the per-username limit used to be one budget for the whole world),
+    rates(log_in="1000/min", log_in_user="3/min")
+    tried = [log_in(rider.username, REMOTE_ADDR="198.51.100.66") for _ in range(4)]
+    assert [r.status_code for r in tried] == [401, 401, 401, 429]
+
+    # When the owner logs in from their own address, they get in.
+    owner = log_in(rider.username, PASSWORD, REMOTE_ADDR="203.0.113.5")
+
+    assert owner.status_code == 200, owner.content
+    assert "access" in owner.json()
 
 
 @pytest.mark.django_db
@@ -120,6 +143,43 @@ def test_a_log_in_body_without_a_username_is_a_400_not_a_throttle_error(rates):
     for body in ({}, {"username": ["x"]}, {"username": 5}, {"username": "  "}):
         response = APIClient().post(LOG_IN, body, format="json")
         assert response.status_code == 400, (body, response.content)
+
+
+# --- the admin's log-in form ----------------------------------------------------------
+
+
+def admin_log_in(username: str, password: str = WRONG_PASSWORD, **meta):
+    return Client().post(ADMIN_LOG_IN, {"username": username, "password": password}, **meta)
+
+
+@pytest.mark.django_db
+def test_admin_log_in_guesses_on_one_account_are_limited(rates, make_user):
+    # Given 3 guesses a minute per username from one address,
+    rates(admin_log_in="1000/min", admin_log_in_user="3/min")
+    admin_user = make_user("rider", is_staff=True, is_superuser=True)
+    tried = [admin_log_in(admin_user.username, REMOTE_ADDR="198.51.100.9") for _ in range(3)]
+
+    # When a fourth comes, even with the right password,
+    right = admin_log_in(admin_user.username, PASSWORD, REMOTE_ADDR="198.51.100.9")
+
+    # Then it is a 429 and no session starts; the owner elsewhere gets in.
+    assert [r.status_code for r in tried] == [200] * 3  # the form again, with its error
+    assert right.status_code == 429
+    assert int(right["Retry-After"]) >= 1
+    assert "sessionid" not in right.cookies
+    elsewhere = admin_log_in(admin_user.username, PASSWORD, REMOTE_ADDR="203.0.113.9")
+    assert elsewhere.status_code == 302 and "sessionid" in elsewhere.cookies
+
+
+@pytest.mark.django_db
+def test_admin_log_in_attempts_from_one_address_are_limited_whatever_the_name(rates):
+    rates(admin_log_in="3/min")
+    tried = [admin_log_in(f"guess{n}", REMOTE_ADDR="198.51.100.10") for n in range(4)]
+
+    assert [r.status_code for r in tried] == [200, 200, 200, 429]
+    assert admin_log_in("guess9", REMOTE_ADDR="198.51.100.11").status_code == 200
+    # Reading the form is not an attempt.
+    assert Client().get(ADMIN_LOG_IN, REMOTE_ADDR="198.51.100.10").status_code == 200
 
 
 # --- sign-up ------------------------------------------------------------------------
@@ -279,3 +339,40 @@ def test_the_real_server_keys_log_in_on_the_trusted_address(tmp_path, num_proxie
         ]
 
     assert statuses == [401, 401, 401, 429]
+
+
+@pytest.mark.e2e
+@pytest.mark.django_db(transaction=True)
+def test_the_real_server_limits_admin_password_guessing(tmp_path, make_user):
+    # Given the admin as a browser meets it: a CSRF cookie and the form's token,
+    admin_user = make_user("rider", is_staff=True, is_superuser=True)
+    with web_process(tmp_path / "web.log") as web:
+        opener = urllib.request.build_opener(
+            urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar())
+        )
+        with opener.open(web.base + ADMIN_LOG_IN, timeout=10) as page:
+            form = page.read().decode()
+        token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', form).group(1)
+
+        # When 30 wrong passwords are sent (default rates),
+        answers = []
+        for _ in range(30):
+            body = urllib.parse.urlencode(
+                {
+                    "csrfmiddlewaretoken": token,
+                    "username": admin_user.username,
+                    "password": WRONG_PASSWORD,
+                }
+            ).encode()
+            request = urllib.request.Request(web.base + ADMIN_LOG_IN, body, method="POST")  # noqa: S310
+            try:
+                with opener.open(request, timeout=10) as response:
+                    answers.append((response.status, None))
+            except urllib.error.HTTPError as error:
+                answers.append((error.code, error.headers.get("Retry-After")))
+
+    # Then the first 5 are answered and every one after is a 429 with Retry-After.
+    statuses = [status for status, _ in answers]
+    assert statuses[:5] == [200] * 5, statuses
+    assert statuses[5:] == [429] * 25, statuses
+    assert all(int(retry_after) >= 1 for _, retry_after in answers[5:])

@@ -111,9 +111,50 @@ def test_multipart_sign_up_stores_the_photo_and_answers_its_url(api, media_root)
     assert response.status_code == 201
     url = response.json()["photo"]
     assert url.startswith("http://testserver/media/photos/")
-    assert url.endswith(".png")
+    # Stored re-encoded (a JPEG of the same pixels), never as uploaded.
+    assert url.endswith(".jpg")
     user = User.objects.get()
-    assert (media_root / user.photo.name).read_bytes() == data
+    with Image.open(media_root / user.photo.name) as stored:
+        assert (stored.format, stored.size) == ("JPEG", (4, 4))
+        assert stored.getpixel((0, 0)) == pytest.approx((255, 0, 0), abs=8)
+
+
+def test_a_stored_photo_keeps_no_metadata(api, media_root):
+    # Given a JPEG carrying a camera make and a GPS position in its EXIF,
+    exif = Image.Exif()
+    exif[0x010F] = "SpyCam"  # Make
+    exif[0x8825] = {1: "N", 2: (38.0, 53.0, 51.0)}  # GPSInfo
+    buffer = io.BytesIO()
+    Image.new("RGB", (8, 6), "blue").save(buffer, "JPEG", exif=exif, comment=b"secret note")
+    assert b"SpyCam" in buffer.getvalue()
+    upload = SimpleUploadedFile("me.jpg", buffer.getvalue(), content_type="image/jpeg")
+
+    # When it is the sign-up photo,
+    response = api.post("/api/sign_up/", {**sign_up_body(), "photo": upload}, format="multipart")
+
+    # Then the stored file is the picture alone.
+    assert response.status_code == 201
+    stored = (media_root / User.objects.get().photo.name).read_bytes()
+    assert b"SpyCam" not in stored and b"secret note" not in stored
+    with Image.open(io.BytesIO(stored)) as image:
+        assert image.size == (8, 6)
+        assert not image.getexif()
+
+
+def test_sign_up_refuses_a_photo_of_too_many_pixels_from_its_header(api, media_root):
+    # A 12,000 x 12,000 PNG (144 megapixels) of a few KiB: decoded, hundreds of MB.
+    buffer = io.BytesIO()
+    Image.new("1", (12_000, 12_000)).save(buffer, "PNG")
+    assert len(buffer.getvalue()) < 64 * 1024
+    upload = SimpleUploadedFile("bomb.png", buffer.getvalue(), content_type="image/png")
+
+    response = api.post("/api/sign_up/", {**sign_up_body(), "photo": upload}, format="multipart")
+
+    assert response.status_code == 400
+    assert list(response.json()) == ["photo"]
+    assert "megapixels" in response.json()["photo"][0]
+    assert not User.objects.exists()
+    assert not any(media_root.iterdir())
 
 
 @pytest.mark.parametrize(

@@ -84,6 +84,11 @@ def test_an_empty_secret_key_with_debug_off_stops_start_up(tmp_path):
         ({"DISPATCH_OFFER_TIMEOUT_S": "0"}, "DISPATCH_OFFER_TIMEOUT_S must be at least"),
         ({"DISPATCH_MAX_OFFERS": "2.5"}, "DISPATCH_MAX_OFFERS must be an integer"),
         ({"DRIVER_PRESENCE_TTL_S": "-1"}, "DRIVER_PRESENCE_TTL_S must be at least"),
+        ({"PHOTO_MAX_PIXELS": "0"}, "PHOTO_MAX_PIXELS must be at least"),
+        ({"CORS_ALLOWED_ORIGINS": "app.example.com"}, "CORS_ALLOWED_ORIGINS takes origins"),
+        ({"CORS_ALLOWED_ORIGINS": "https://app.example.com/"}, "CORS_ALLOWED_ORIGINS takes"),
+        ({"CORS_ALLOWED_ORIGINS": "*"}, "CORS_ALLOWED_ORIGINS takes origins"),
+        ({"CORS_ALLOWED_ORIGINS": "ftp://app.example.com"}, "CORS_ALLOWED_ORIGINS takes"),
     ],
 )
 def test_bad_values_stop_start_up_with_a_message_naming_the_variable(tmp_path, env, message):
