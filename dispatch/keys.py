@@ -11,8 +11,15 @@ costs a driver one `driver.online`, never a wrong trip.
                    The silent-driver sweep reads it oldest first.
     driver(id)     hash per driver: `online` ("1"/"0"), `state` (free, offered,
                    on_trip), `trip` and `rider` while on a trip, `lat`/`lng` of
-                   the last position, `seen` (unix time) and `fwd` (unix time of
-                   the last position forwarded to the rider).
+                   the last accepted position, `seen` (unix time) and `fwd`
+                   (unix time of the last position forwarded to the rider);
+                   `fix_lat`/`fix_lng`/`fix_at`, the position the speed check
+                   measures from, and `held` ("1") while the driver's latest
+                   position was refused by it (dispatch/presence.py).
+    location_rejected(day)
+                   sorted set per UTC day: driver id -> positions refused by
+                   the speed check that day. For operators:
+                   ZREVRANGE <key> 0 9 WITHSCORES names the worst offenders.
 
 The two shared sets get a TTL refreshed by every write, so a Redis left alone
 (the whole fleet silent) empties itself; their members are pruned one by one
@@ -38,10 +45,40 @@ STATE_ON_TRIP = "on_trip"
 DRIVER_TTL_S = 6 * 3600
 # Positions go to the rider at most this often per driver (4 a second).
 FORWARD_MIN_INTERVAL_S = 0.25
+# A day's count of refused positions is kept this long after its last one.
+LOCATION_REJECTED_TTL_S = 8 * 24 * 3600
 
 
 def driver(driver_id: int | str) -> str:
     return f"{PREFIX}driver:{driver_id}"
+
+
+def location_rejected(day: str) -> str:
+    """`day` as YYYY-MM-DD, UTC."""
+    return f"{PREFIX}location_rejected:{day}"
+
+
+# A user's open sockets (trips/sockets.py), for WS_MAX_SOCKETS_PER_USER across
+# every web process: a sorted set, socket id -> end of its lease (unix time).
+# A live socket renews its lease every SOCKET_LEASE_S / 3; a crashed process's
+# sockets stop counting when their leases run out, and the key itself expires
+# SOCKET_LEASE_S after the last renewal.
+SOCKET_LEASE_S = 60
+
+
+def user_sockets(user_id: int | str) -> str:
+    return f"taxi:ws:sockets:{user_id}"
+
+
+# A log-in whose refresh token was revoked (log-out): no socket opens with, or
+# is refreshed to, an access token of it. Kept as long as such a token lives.
+def revoked_login(login_id: str) -> str:
+    return f"taxi:auth:revoked_login:{login_id}"
+
+
+def revoked_login_ttl_s() -> int:
+    """As long as an access token minted just before the log-out lives."""
+    return int(settings.SIMPLE_JWT["ACCESS_TOKEN_LIFETIME"].total_seconds()) + 60
 
 
 def index_ttl_s() -> int:

@@ -96,6 +96,35 @@ SECRET_KEY = _secret_key(DEBUG)
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "localhost,127.0.0.1")
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", "")
 
+
+def env_origins(name: str) -> list[str]:
+    origins = env_list(name, "")
+    for origin in origins:
+        parts = urlsplit(origin)
+        canonical = f"{parts.scheme}://{parts.netloc}"
+        if parts.scheme not in ("http", "https") or not parts.netloc or origin != canonical:
+            raise ImproperlyConfigured(
+                f"{name} takes origins like https://app.example.com (scheme, host, "
+                f"optional port; no path or trailing slash), got {origin!r}"
+            )
+    return origins
+
+
+# Browsers: web apps on these origins may call the API (/api/ only) with a
+# Bearer token and JSON bodies. Credentials (cookies) are never allowed across
+# origins, so the session and its CSRF protection stay same-origin.
+CORS_ALLOWED_ORIGINS = env_origins("CORS_ALLOWED_ORIGINS")
+CORS_URLS_REGEX = r"^/api/.*$"
+CORS_ALLOW_CREDENTIALS = False
+CORS_ALLOW_HEADERS = ("authorization", "content-type", "idempotency-key")
+# A throttled app reads how long to wait.
+CORS_EXPOSE_HEADERS = ("retry-after",)
+
+# Debug pages mask credentials in URL-valued settings (DATABASE_URL, REDIS_URL...)
+# as well as the settings Django hides by name (taxi.debug_pages).
+DEFAULT_EXCEPTION_REPORTER_FILTER = "taxi.debug_pages.SafeExceptionReporterFilter"
+DEFAULT_EXCEPTION_REPORTER = "taxi.debug_pages.ExceptionReporter"
+
 INSTALLED_APPS = [
     "daphne",
     "django.contrib.admin",
@@ -105,6 +134,7 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
+    "corsheaders",
     "rest_framework",
     "rest_framework_simplejwt.token_blacklist",
     "drf_spectacular",
@@ -117,6 +147,11 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First, so that every answer on an API path carries the CORS headers,
+    # errors included (a browser app can read a 413 or a 429 too).
+    "corsheaders.middleware.CorsMiddleware",
+    # JSON errors on API paths and the body size limit (taxi.http_errors).
+    "taxi.http_errors.ApiErrorMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -165,6 +200,28 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "transaction_mode": "IMMEDIATE",
         "timeout": 20,
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+    }
+
+# PostgreSQL: each process borrows connections from a pool of at most
+# DB_POOL_MAX, each request or task gives its one back when it ends, and one
+# that finds none free within DB_POOL_TIMEOUT_S is answered 503 `unavailable`
+# (taxi/postgresql/base.py). Persistent connections (CONN_MAX_AGE) do not suit
+# daphne, which runs each request on a thread of its own: every thread kept
+# one, and ordinary load exhausted PostgreSQL's `max_connections`.
+DB_POOL_MAX = int(env_number("DB_POOL_MAX", 20, minimum=1, integer=True))
+DB_POOL_TIMEOUT_S = env_number("DB_POOL_TIMEOUT_S", 5, minimum=0.1)
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    if DATABASES["default"]["CONN_MAX_AGE"] and "CONN_MAX_AGE" in os.environ:
+        raise ImproperlyConfigured(
+            "CONN_MAX_AGE applies to SQLite only; on PostgreSQL connections come "
+            "from a pool, sized by DB_POOL_MAX. Unset CONN_MAX_AGE."
+        )
+    DATABASES["default"]["ENGINE"] = "taxi.postgresql"
+    DATABASES["default"]["CONN_MAX_AGE"] = 0  # the pool keeps them instead
+    DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+        "min_size": 1,
+        "max_size": DB_POOL_MAX,
+        "timeout": DB_POOL_TIMEOUT_S,
     }
 
 # Redis: one URL for the broker, the channel layer, the cache and the geo index.
@@ -257,10 +314,14 @@ MEDIA_URL = "media/"
 MEDIA_ROOT = Path(os.environ.get("MEDIA_ROOT", VAR_DIR / "media"))
 # Largest accepted sign-up photo; larger uploads get a 400, not a stored file.
 PHOTO_MAX_BYTES = int(env_number("PHOTO_MAX_BYTES", 5 * 1024 * 1024, integer=True))
+# Largest photo in pixels, read from the image's header before it is decoded:
+# a few KiB of PNG can decode to gigabytes (trips/photos.py).
+PHOTO_MAX_PIXELS = int(env_number("PHOTO_MAX_PIXELS", 25_000_000, minimum=1, integer=True))
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework_simplejwt.authentication.JWTAuthentication",
+        # simplejwt's, refusing the access tokens of a log-in that logged out.
+        "trips.authentication.LoginJWTAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
@@ -273,11 +334,19 @@ REST_FRAMEWORK = {
     "EXCEPTION_HANDLER": "taxi.exceptions.api_exception_handler",
     "DEFAULT_THROTTLE_RATES": {
         "log_in": os.environ.get("THROTTLE_LOG_IN", "10/min"),
-        # Per username, whatever the address: a brute force on one account
-        # spread over many addresses.
+        # Per username from one address: an address shared by many people
+        # (a NAT) may get a larger "log_in" budget while one account's
+        # guesses stay limited, and nobody elsewhere can spend it.
         "log_in_user": os.environ.get("THROTTLE_LOG_IN_USER", "10/min"),
+        # The admin's log-in form (taxi/admin_log_in.py): per address, and per
+        # username from one address.
+        "admin_log_in": os.environ.get("THROTTLE_ADMIN_LOG_IN", "10/min"),
+        "admin_log_in_user": os.environ.get("THROTTLE_ADMIN_LOG_IN_USER", "5/min"),
         "sign_up": os.environ.get("THROTTLE_SIGN_UP", "20/hour"),
         "trip_create": os.environ.get("THROTTLE_TRIP_CREATE", "30/min"),
+        # The public map, per user: each query is a little of what a search
+        # for one driver needs (dispatch/views.py, NEARBY_*).
+        "nearby": os.environ.get("THROTTLE_NEARBY", "60/min"),
     },
     # Who the client is, for the per-address throttles: with 0 (the default)
     # the address the connection came from; behind N trusted proxies, the
@@ -340,6 +409,12 @@ DISPATCH_RADII_KM = env_radii("DISPATCH_RADII_KM", "2,5,10")
 DISPATCH_MAX_OFFERS = int(env_number("DISPATCH_MAX_OFFERS", 5, minimum=1, integer=True))
 DRIVER_PRESENCE_TTL_S = env_number("DRIVER_PRESENCE_TTL_S", 30, minimum=1)
 TRIP_STALE_AFTER_S = env_number("TRIP_STALE_AFTER_S", 600, minimum=1)
+# A position implying a faster move than this since the driver's last accepted
+# one is kept out of matching (dispatch/presence.py); 0 turns the check off
+# (a simulation whose clock runs faster than the wall's).
+LOCATION_MAX_SPEED_KMH = env_number("LOCATION_MAX_SPEED_KMH", 250)
+# /api/driver/nearby/: a smaller radius is read as this one.
+NEARBY_MIN_RADIUS_KM = env_number("NEARBY_MIN_RADIUS_KM", 0.5)
 # How often the sweeper runs, and how much one run may touch.
 DISPATCH_SWEEP_EVERY_S = env_number("DISPATCH_SWEEP_EVERY_S", 5, minimum=1)
 DISPATCH_SWEEP_BATCH = int(env_number("DISPATCH_SWEEP_BATCH", 200, minimum=1, integer=True))
@@ -348,6 +423,9 @@ DISPATCH_SWEEP_BATCH = int(env_number("DISPATCH_SWEEP_BATCH", 200, minimum=1, in
 WS_MAX_FRAME_BYTES = 64 * 1024
 WS_RATE_PER_S = env_number("WS_RATE_PER_S", 50, minimum=1)
 WS_RATE_BURST = env_number("WS_RATE_BURST", 100, minimum=1)
+# Open sockets per user, across every web process; more are refused at the
+# handshake (PROTOCOL.md, "Configuration, extended").
+WS_MAX_SOCKETS_PER_USER = int(env_number("WS_MAX_SOCKETS_PER_USER", 5, minimum=1, integer=True))
 
 # Celery: JSON only; the idempotent tasks acknowledge late so a killed worker's
 # task is redelivered; the visibility timeout sits far above any countdown.
@@ -364,6 +442,10 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TIMEZONE = "UTC"
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+# Beat looks at its schedule at least every second (one small query), so a
+# SIGTERM, which only asks the loop to stop (taxi/celery.py), ends it in about
+# a second instead of after the scheduler's default 5 s sleep.
+CELERY_BEAT_MAX_LOOP_INTERVAL = 1
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 
 # Production hardening, on whenever DEBUG is off; each can be relaxed by env.

@@ -29,6 +29,15 @@ def clean_redis():
     client.flushdb()
 
 
+@pytest.fixture(autouse=True)
+def fresh_frame_budgets():
+    """A user's frame budget outlives their sockets for a moment; a test's
+    users (whose ids may be an earlier test's again) start with full ones."""
+    from trips.consumers import user_buckets
+
+    user_buckets.clear()
+
+
 @pytest.fixture
 def make_user(db) -> Callable[..., User]:
     def make(group: str = "rider", **fields) -> User:

@@ -1,5 +1,7 @@
 """Accounts: sign-up, tokens and their claims."""
 
+import secrets
+
 from django.conf import settings
 from django.contrib.auth import password_validation
 from django.core.exceptions import ValidationError as DjangoValidationError
@@ -10,8 +12,10 @@ from rest_framework_simplejwt.serializers import TokenRefreshSerializer
 from rest_framework_simplejwt.settings import api_settings
 from rest_framework_simplejwt.tokens import RefreshToken
 
+from trips.authentication import LOGIN_CLAIM
 from trips.fields import TextField
 from trips.models import User
+from trips.photos import PhotoField, photo_reencoded
 
 # The claims PROTOCOL.md puts in every access token, besides the user id.
 TOKEN_CLAIMS = ("username", "first_name", "last_name", "group")
@@ -26,6 +30,11 @@ def tokens_for(user: User) -> dict[str, str]:
     refresh[api_settings.USER_ID_CLAIM] = user.pk
     for claim in TOKEN_CLAIMS:
         refresh[claim] = getattr(user, claim)
+    # A random id per log-in, in the refresh token and so in every access
+    # token minted from it: revoking the refresh token (log-out) refuses
+    # those access tokens and closes the sockets opened with them, and no
+    # other log-in's (trips/authentication.py, trips/sockets.py).
+    refresh[LOGIN_CLAIM] = secrets.token_urlsafe(12)
     return {"access": str(refresh.access_token), "refresh": str(refresh)}
 
 
@@ -43,7 +52,7 @@ class SignUpSerializer(serializers.Serializer):
     first_name = TextField(max_length=150)
     last_name = TextField(max_length=150)
     group = serializers.ChoiceField(choices=User.Group.choices, default=User.Group.RIDER)
-    photo = serializers.ImageField(required=False, allow_null=True)
+    photo = PhotoField(required=False, allow_null=True)
 
     def validate_username(self, value: str) -> str:
         username_field = User._meta.get_field("username")
@@ -57,10 +66,12 @@ class SignUpSerializer(serializers.Serializer):
         return value
 
     def validate_photo(self, value: object) -> object:
-        if value is not None and value.size > settings.PHOTO_MAX_BYTES:
+        if value is None:
+            return None
+        if value.size > settings.PHOTO_MAX_BYTES:
             limit_mib = settings.PHOTO_MAX_BYTES / (1024 * 1024)
             raise serializers.ValidationError(f"The photo must be at most {limit_mib:g} MiB.")
-        return value
+        return photo_reencoded(value)
 
     def validate(self, attrs: dict) -> dict:
         if attrs["password1"] != attrs["password2"]:

@@ -1,12 +1,17 @@
 """The `/taxi/` WebSocket: frames in, handlers called, pushes forwarded.
 
-The consumer owns the frame discipline (size, JSON, rate, errors); what each
-message type does lives in a handler table, one per app (`trips.ws_handlers`,
+The consumer owns the frame discipline (size, JSON, rate, errors) and the
+socket's credentials (closed at the access token's expiry, at log-out, at
+deactivation; `auth.refresh` moves the expiry); what each message type does
+lives in a handler table, one per app (`trips.ws_handlers`,
 `dispatch.ws_handlers`). Every client frame is untrusted: a bad one gets an
 `error` frame and the socket stays open.
 """
 
+import asyncio
+import collections
 import contextlib
+import datetime
 import functools
 import json
 import logging
@@ -20,7 +25,8 @@ from django.conf import settings
 from redis.exceptions import RedisError
 from rest_framework.exceptions import ValidationError
 
-from trips import events
+from taxi.ws import authenticate_access_token
+from trips import events, sockets
 from trips.errors import DomainError, Unavailable
 from trips.ws_handlers import HANDLERS as TRIP_HANDLERS
 
@@ -29,6 +35,9 @@ logger = logging.getLogger(__name__)
 CLOSE_POLICY_VIOLATION = 1008
 CLOSE_TOO_BIG = 1009
 CLOSE_SERVICE_RESTART = 1012
+# PROTOCOL.md, "WebSocket, extended": the credentials that opened the socket ended.
+CLOSE_TOKEN_EXPIRED = (4001, "token_expired")
+CLOSE_CREDENTIALS_REVOKED = (4003, "credentials_revoked")
 # Flood control: frames beyond the token bucket are strikes, forgiven at
 # FLOOD_FORGIVE_PER_S; more than FLOOD_STRIKES outstanding closes the socket.
 # So a burst past the bucket only earns `rate_limited` errors, while a client
@@ -39,6 +48,12 @@ CLOSE_SERVICE_RESTART = 1012
 FLOOD_STRIKES = 50
 FLOOD_FORGIVE_PER_S = 10.0
 MAX_REQUEST_ID_CHARS = 128
+# A validation message can quote the input (`"<value>" is not a valid choice.`);
+# each is cut to this, and an error frame that would still pass the frame
+# limit goes without `errors`: daphne refuses to send a frame over
+# --websocket-max-message-size and fails the socket (1011) instead.
+MAX_ERROR_MESSAGE_CHARS = 256
+MAX_ACCESS_TOKEN_CHARS = 4096
 
 
 class FrameError(Exception):
@@ -55,12 +70,39 @@ def _reject_constant(name: str) -> float:
 def _handlers() -> dict:
     from dispatch.ws_handlers import HANDLERS as DISPATCH_HANDLERS
 
-    return {"echo.message": None, **TRIP_HANDLERS, **DISPATCH_HANDLERS}
+    return {
+        "echo.message": None,
+        "auth.refresh": TaxiConsumer.auth_refresh,
+        **TRIP_HANDLERS,
+        **DISPATCH_HANDLERS,
+    }
+
+
+class TokenBucket:
+    """`rate` frames a second on average, bursts up to `burst`."""
+
+    def __init__(
+        self, rate: float, burst: float, *, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.rate, self.burst, self.clock = rate, burst, clock
+        self.tokens, self.stamp = float(burst), clock()
+
+    def take(self) -> bool:
+        now = self.clock()
+        self.tokens = min(self.burst, self.tokens + max(0.0, now - self.stamp) * self.rate)
+        self.stamp = now
+        if self.tokens >= 1:
+            self.tokens -= 1
+            return True
+        return False
 
 
 class FrameRateLimiter:
-    """A token bucket (`rate` frames a second on average, bursts up to
-    `burst`) plus a strike count for the frames it refuses."""
+    """A socket's frame budget: a token bucket (its own, or one shared with
+    the user's other sockets) plus this socket's strike count for the frames
+    the bucket refuses. Strikes stay per socket, so a user's flood closes the
+    flooding socket, while their quiet socket only hears `rate_limited` until
+    the shared bucket refills."""
 
     ALLOW, LIMIT, CLOSE = "allow", "limit", "close"
 
@@ -69,26 +111,72 @@ class FrameRateLimiter:
         rate: float,
         burst: float,
         *,
+        bucket: TokenBucket | None = None,
         strikes_allowed: float = FLOOD_STRIKES,
         forgive_per_s: float = FLOOD_FORGIVE_PER_S,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.rate, self.burst = rate, burst
+        self.bucket = bucket if bucket is not None else TokenBucket(rate, burst, clock=clock)
         self.strikes_allowed, self.forgive_per_s = strikes_allowed, forgive_per_s
         self.clock = clock
-        self.tokens, self.strikes, self.stamp = float(burst), 0.0, clock()
+        self.strikes, self.stamp = 0.0, clock()
 
     def check(self) -> str:
         now = self.clock()
-        elapsed = max(0.0, now - self.stamp)
+        self.strikes = max(0.0, self.strikes - max(0.0, now - self.stamp) * self.forgive_per_s)
         self.stamp = now
-        self.tokens = min(self.burst, self.tokens + elapsed * self.rate)
-        self.strikes = max(0.0, self.strikes - elapsed * self.forgive_per_s)
-        if self.tokens >= 1:
-            self.tokens -= 1
+        if self.bucket.take():
             return self.ALLOW
         self.strikes += 1
         return self.CLOSE if self.strikes > self.strikes_allowed else self.LIMIT
+
+
+class UserBuckets:
+    """One bucket per user for all their sockets in this process: 200 sockets
+    on one token once had 200 budgets. A bucket outlives the user's last
+    socket here until it would have refilled, so closing and reopening sockets
+    does not buy a fresh burst. Not shared across processes: that would be a
+    Redis round trip per frame on the hot path (`update.location`), and the cap
+    of WS_MAX_SOCKETS_PER_USER sockets bounds a user to that many buckets at worst."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self.clock = clock
+        self._held: dict[int, tuple[TokenBucket, int]] = {}
+        # Users whose last socket here closed, oldest first: (user id, when).
+        self._idle: collections.deque[tuple[int, float]] = collections.deque()
+
+    def hold(self, user_id: int) -> TokenBucket:
+        self._forget_refilled()
+        bucket, holders = self._held.get(user_id, (None, 0))
+        if bucket is None:
+            bucket = TokenBucket(settings.WS_RATE_PER_S, settings.WS_RATE_BURST)
+        self._held[user_id] = (bucket, holders + 1)
+        return bucket
+
+    def release(self, user_id: int) -> None:
+        bucket, holders = self._held.get(user_id, (None, 0))
+        if bucket is None:
+            return
+        self._held[user_id] = (bucket, max(0, holders - 1))
+        if holders <= 1:
+            self._idle.append((user_id, self.clock()))
+        self._forget_refilled()
+
+    def clear(self) -> None:
+        self._held.clear()
+        self._idle.clear()
+
+    def _forget_refilled(self) -> None:
+        refill_s = settings.WS_RATE_BURST / settings.WS_RATE_PER_S
+        now = self.clock()
+        while self._idle and now - self._idle[0][1] >= refill_s:
+            user_id, _ = self._idle.popleft()
+            held = self._held.get(user_id)
+            if held is not None and held[1] == 0:
+                del self._held[user_id]
+
+
+user_buckets = UserBuckets()
 
 
 class TaxiConsumer(AsyncWebsocketConsumer):
@@ -121,8 +209,9 @@ class TaxiConsumer(AsyncWebsocketConsumer):
     async def connect(self) -> None:
         self.user = self.scope["user"]
         self.stream = events.user_stream(self.user.pk)
-        self.limiter = FrameRateLimiter(settings.WS_RATE_PER_S, settings.WS_RATE_BURST)
         self.closing = False
+        self.credentials = self.scope.get("credentials") or sockets.Credentials()
+        self.expiry: asyncio.Task | None = None
         try:
             await self.channel_layer.group_add(self.stream, self.channel_name)
         except (RedisError, OSError) as exc:
@@ -132,10 +221,41 @@ class TaxiConsumer(AsyncWebsocketConsumer):
             del self.stream
             await self.close()
             return
+        self.limiter = FrameRateLimiter(
+            settings.WS_RATE_PER_S, settings.WS_RATE_BURST, bucket=user_buckets.hold(self.user.pk)
+        )
+        self.holds_bucket = True
         await self.accept()
+        self.expire_at(self.credentials.expires_at)
         logger.info("ws.connected", extra={"user_id": self.user.pk})
 
+    def expire_at(self, expires_at: float | None) -> None:
+        """Close (4001) when the access token expires: from then on, its
+        bearer could not open this socket, nor make a REST call with it."""
+        if self.expiry is not None:
+            self.expiry.cancel()
+            self.expiry = None
+        if expires_at is not None:
+            self.expiry = asyncio.ensure_future(self._close_at(expires_at))
+
+    async def _close_at(self, expires_at: float) -> None:
+        await asyncio.sleep(max(0.0, expires_at - time.time()))
+        await self.credentials_ended(CLOSE_TOKEN_EXPIRED)
+
+    async def credentials_ended(self, close: tuple[int, str]) -> None:
+        if self.closing:
+            return
+        code, reason = close
+        logger.info("ws.credentials_ended", extra={"user_id": self.user.pk, "code": code})
+        self.closing = True
+        await self.close(code=code, reason=reason)
+
     async def disconnect(self, code: int) -> None:
+        if getattr(self, "expiry", None) is not None:
+            self.expiry.cancel()
+        if getattr(self, "holds_bucket", False):
+            self.holds_bucket = False
+            user_buckets.release(self.user.pk)
         if hasattr(self, "stream"):
             with contextlib.suppress(RedisError, OSError):  # its entry expires by itself
                 await self.channel_layer.group_discard(self.stream, self.channel_name)
@@ -144,6 +264,12 @@ class TaxiConsumer(AsyncWebsocketConsumer):
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         if self.closing:
             # Frames already queued when we closed: the socket is done with them.
+            return
+        expires_at = self.credentials.expires_at
+        if expires_at is not None and time.time() >= expires_at:
+            # The close is due and its timer has not run yet (a busy loop):
+            # nothing is done with credentials that have ended.
+            await self.credentials_ended(CLOSE_TOKEN_EXPIRED)
             return
         if _frame_size(text_data, bytes_data) > settings.WS_MAX_FRAME_BYTES:
             logger.info("ws.frame_too_big", extra={"user_id": self.user.pk})
@@ -221,11 +347,36 @@ class TaxiConsumer(AsyncWebsocketConsumer):
             raise FrameError("invalid", "`data` must be a JSON object.")
         return await handlers[type_](self, data)
 
+    async def auth_refresh(self, data: dict) -> dict:
+        """`auth.refresh`: a newer access token of the same user keeps the
+        socket past the old one's expiry. It is checked as the handshake
+        checks a token; a refused one leaves the socket as it was."""
+        raw = data.get("access")
+        if not isinstance(raw, str) or not raw or len(raw) > MAX_ACCESS_TOKEN_CHARS:
+            raise ValidationError({"access": ["An access token is required."]})
+        found = await authenticate_access_token(raw)
+        if found is None or found[0].pk != self.user.pk:
+            raise FrameError(
+                "not_authenticated",
+                "That access token is invalid, expired, revoked or not this user's.",
+            )
+        self.credentials = self.credentials.refreshed(found[1])
+        self.expire_at(self.credentials.expires_at)
+        expires_at = datetime.datetime.fromtimestamp(self.credentials.expires_at, datetime.UTC)
+        return events.frame(events.AUTH_REFRESHED, {"expires_at": expires_at.isoformat()})
+
     async def send_frame(self, payload: dict, request: dict | None = None) -> None:
         request_id = _request_id(request)
         if request_id is not None:
             payload = {**payload, "request_id": request_id}
-        await self.send(text_data=json.dumps(payload, default=str))
+        text = json.dumps(payload, default=str)
+        if _too_big(text):
+            # Daphne would fail the socket (1011) rather than send it. Only a
+            # reply can get here (an echo of a near-limit frame grows by its
+            # escapes and request_id); error frames are bounded below.
+            await self.send_error("too_big", "The reply would exceed the frame limit.", request)
+            return
+        await self.send(text_data=text)
 
     async def send_error(
         self, code: str, detail: str, request: dict | None = None, errors: object = None
@@ -235,6 +386,7 @@ class TaxiConsumer(AsyncWebsocketConsumer):
         data: dict = {"code": code, "detail": detail}
         if errors is not None:
             # Always field -> messages, as a serializer reports them.
+            errors = _bounded(errors)
             data["errors"] = errors if isinstance(errors, dict) else {"non_field_errors": errors}
         type_ = _message_type(request)
         if type_ is not None:
@@ -242,13 +394,33 @@ class TaxiConsumer(AsyncWebsocketConsumer):
         request_id = _request_id(request)
         if request_id is not None:
             data["request_id"] = request_id
-        await self.send_frame(events.frame(events.ERROR, data), request)
+        payload = events.frame(events.ERROR, data)
+        if request_id is not None:
+            payload["request_id"] = request_id
+        text = json.dumps(payload, default=str)
+        if _too_big(text):
+            # So many messages that even cut short they pass the limit.
+            data.pop("errors", None)
+            text = json.dumps(payload, default=str)
+        await self.send(text_data=text)
 
     # Channel-layer handler: a push from any process, for this user.
     async def stream_push(self, message: dict) -> None:
         if self.closing or message.get("exclude") == self.channel_name:
             return
-        await self.send(text_data=json.dumps(message["frame"], default=str))
+        text = json.dumps(message["frame"], default=str)
+        if _too_big(text):
+            # Never sent by the services (every field has a bound); were one
+            # ever built, dropping it beats failing the socket (1011).
+            logger.error("ws.push_too_big", extra={"user_id": self.user.pk})
+            return
+        await self.send(text_data=text)
+
+    # Channel-layer handler: a control message from log-out or deactivation
+    # (trips.sockets); the client sees only the close.
+    async def stream_revoke(self, message: dict) -> None:
+        if sockets.revoke_matches(message, self.credentials):
+            await self.credentials_ended(CLOSE_CREDENTIALS_REVOKED)
 
     # Channel-layer handler: this process's subscription broke, so pushes may
     # have been lost. Closing tells the app to reconnect and re-read its trip.
@@ -261,6 +433,19 @@ class TaxiConsumer(AsyncWebsocketConsumer):
     @staticmethod
     async def call(func, /, **kwargs):
         return await database_sync_to_async(func)(**kwargs)
+
+
+def _too_big(text: str) -> bool:
+    return _frame_size(text, None) > settings.WS_MAX_FRAME_BYTES
+
+
+def _bounded(errors: object) -> object:
+    """Validation messages, each cut to MAX_ERROR_MESSAGE_CHARS."""
+    if isinstance(errors, dict):
+        return {str(k)[:MAX_ERROR_MESSAGE_CHARS]: _bounded(v) for k, v in errors.items()}
+    if isinstance(errors, list | tuple):
+        return [_bounded(v) for v in errors]
+    return str(errors)[:MAX_ERROR_MESSAGE_CHARS]
 
 
 def _frame_size(text_data: str | None, bytes_data: bytes | None) -> int:

@@ -26,6 +26,8 @@ TRIP_OFFER_REVOKED = "trip.offer.revoked"
 TRIP_OFFER_DECLINED = "trip.offer.declined"
 DRIVER_LOCATION = "driver.location"
 DRIVER_STATUS = "driver.status"
+# The reply to `auth.refresh`: the socket now lives until `expires_at`.
+AUTH_REFRESHED = "auth.refreshed"
 ERROR = "error"
 
 # The channel-layer message type the consumer forwards to its client.

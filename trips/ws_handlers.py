@@ -4,7 +4,11 @@ Each handler is `async (consumer, data) -> reply frame | None`: validate
 `data`, call one service off the event loop and build the reply there too
 (serialising a trip reads its rider and driver, which is ORM work and must not
 run on the event loop). Who may do what is the services' call, as for REST,
-so a socket and a REST client get the same error codes.
+so a socket and a REST client get the same error codes; but what a user's
+group settles is refused here, on the event loop, before a database thread
+is taken (every socket's database work shares that thread, so a flood of
+frames the user may not send slowed everyone), with the code the service
+would give.
 
 A handler that changes a trip answers its own socket with the new trip (the
 reply carries the request_id) and passes `origin_channel`, so the service's
@@ -19,6 +23,7 @@ from rest_framework import serializers
 
 from dispatch.offers import offer_decline
 from trips import events
+from trips.errors import Forbidden, OfferNotAvailable
 from trips.models import Trip
 from trips.serializers import TripCancelSerializer, TripCreateSerializer, validated
 from trips.services import trip_accept, trip_cancel, trip_create, trip_move
@@ -52,6 +57,17 @@ class TripCancelMessageSerializer(TripCancelSerializer):
     id = TripIdField()
 
 
+def _require_rider(consumer) -> None:
+    if not consumer.user.is_rider:
+        raise Forbidden("Only riders can request trips.")
+
+
+def _require_offer_holder(consumer) -> None:
+    """Only a driver ever holds an offer; a rider asking is told there is none."""
+    if not consumer.user.is_driver:
+        raise OfferNotAvailable()
+
+
 async def _change_trip(consumer, reply_type: str, service: Callable, **kwargs) -> dict:
     def run() -> dict:
         trip = service(origin_channel=consumer.channel_name, **kwargs)
@@ -61,6 +77,8 @@ async def _change_trip(consumer, reply_type: str, service: Callable, **kwargs) -
 
 
 async def create_trip(consumer, data: dict) -> dict:
+    _require_rider(consumer)
+
     def run() -> dict:
         # Counted before validation, as the REST call counts every request;
         # all in one trip to the sync thread.
@@ -85,6 +103,7 @@ async def update_trip(consumer, data: dict) -> dict:
             consumer, events.TRIP_UPDATED, trip_cancel, trip_id=trip_id, user=consumer.user
         )
     if status == Trip.Status.STARTED:
+        _require_offer_holder(consumer)
         return await _change_trip(
             consumer, events.TRIP_UPDATED, trip_accept, trip_id=trip_id, driver=consumer.user
         )
@@ -95,6 +114,7 @@ async def update_trip(consumer, data: dict) -> dict:
 
 async def accept_trip(consumer, data: dict) -> dict:
     trip_id = validated(TripRefSerializer, data)["id"]
+    _require_offer_holder(consumer)
     return await _change_trip(
         consumer, events.TRIP_UPDATED, trip_accept, trip_id=trip_id, driver=consumer.user
     )
@@ -104,6 +124,7 @@ async def decline_trip(consumer, data: dict) -> dict:
     """REST answers 204; a socket answers `trip.offer.declined`, so the
     request_id gets its reply like every other request's."""
     trip_id = validated(TripRefSerializer, data)["id"]
+    _require_offer_holder(consumer)
     offer = await consumer.call(offer_decline, trip_id=trip_id, driver=consumer.user)
     return events.offer_declined(offer)
 

@@ -10,6 +10,7 @@ import asyncio
 import json
 import os
 import struct
+import time
 
 import pytest
 import websockets
@@ -63,6 +64,20 @@ async def echoes(url: str) -> bool:
     return reply == {"type": "echo.message", "data": "hi", "request_id": 1}
 
 
+async def echoes_soon(url: str, within_s: float = 10) -> bool:
+    """`echoes`, on one socket, retrying while the answer is `rate_limited`."""
+    async with websockets.connect(url, max_size=None) as ws:
+        deadline = time.monotonic() + within_s
+        while time.monotonic() < deadline:
+            await ws.send(json.dumps({"type": "echo.message", "data": "hi", "request_id": 1}))
+            reply = json.loads(await asyncio.wait_for(ws.recv(), timeout=10))
+            if reply == {"type": "echo.message", "data": "hi", "request_id": 1}:
+                return True
+            assert reply["data"]["code"] == "rate_limited", reply
+            await asyncio.sleep(0.1)
+    return False
+
+
 async def test_a_frame_of_exactly_the_limit_is_answered(url):
     async with websockets.connect(url, max_size=None) as ws:
         await ws.send(echo_of_size(LIMIT))
@@ -114,4 +129,40 @@ async def test_a_flood_is_rate_limited_then_closed_1008_and_the_next_socket_work
     # Told to slow down before being closed, and answered until then.
     assert replies[0] == {"type": "echo.message", "data": 0, "request_id": 0}
     assert len(replies) < sent
-    assert await echoes(url)
+    # The user's frame budget is shared by their sockets and outlives this
+    # one: a new socket is answered once it has refilled a little.
+    assert await echoes_soon(url)
+
+
+async def test_a_reply_that_would_pass_the_limit_is_an_error_and_the_socket_stays(url):
+    async with websockets.connect(url, max_size=None) as ws:
+        # Under the limit as sent; each "é" comes back as a six-byte escape,
+        # so the echo would be ~180 KiB, which daphne fails the socket over (1011).
+        frame = {"type": "echo.message", "data": "é" * 30_000, "request_id": 7}
+        await ws.send(json.dumps(frame, ensure_ascii=False))
+
+        text = await asyncio.wait_for(ws.recv(), timeout=10)
+
+        assert len(text.encode()) <= LIMIT
+        reply = json.loads(text)
+        assert reply["type"] == "error"
+        assert (reply["data"]["code"], reply["request_id"]) == ("too_big", 7)
+        await ws.send(json.dumps({"type": "echo.message", "data": "hi", "request_id": 1}))
+        assert json.loads(await asyncio.wait_for(ws.recv(), timeout=10))["data"] == "hi"
+
+
+async def test_an_error_quoting_a_huge_value_is_cut_short_and_the_socket_stays(url):
+    async with websockets.connect(url, max_size=None) as ws:
+        # The status's validation message quotes it whole ("..." is not a valid choice).
+        frame = {"type": "update.trip", "data": {"id": "x", "status": "é" * 30_000}}
+        await ws.send(json.dumps(frame, ensure_ascii=False))
+
+        text = await asyncio.wait_for(ws.recv(), timeout=10)
+
+        assert len(text.encode()) <= LIMIT
+        reply = json.loads(text)
+        assert reply["data"]["code"] == "invalid"
+        assert set(reply["data"]["errors"]) == {"id", "status"}
+        assert await echoes(url)
+        await ws.send(json.dumps({"type": "echo.message", "data": "hi", "request_id": 1}))
+        assert json.loads(await asyncio.wait_for(ws.recv(), timeout=10))["data"] == "hi"

@@ -54,6 +54,7 @@ ERROR_CODES = {
     "forbidden",
     "invalid_transition",
     "active_trip_exists",
+    "not_authenticated",
 }
 
 # Not a trip id: the API writes them as UUID strings.
@@ -88,6 +89,11 @@ def data_for(trip_id: str) -> dict[str, st.SearchStrategy]:
             st.fixed_dictionaries({"id": bad_id}),
             st.fixed_dictionaries({"id": some_trip, "reason": bad_reason}),
             st.fixed_dictionaries({"id": st.uuids().map(str)}),
+        ),
+        # Any string that is not one of this user's live access tokens.
+        "auth.refresh": st.one_of(
+            not_an_object,
+            st.fixed_dictionaries({"access": st.one_of(json_values, st.text(max_size=500))}),
         ),
         "driver.online": st.one_of(not_an_object, position),
         "driver.offline": not_an_object,

@@ -183,5 +183,6 @@ async def test_a_flood_is_rate_limited_then_closed_1008(ws_connect, rider, make_
     ]
     # Nothing more after the close, though frames were still queued.
     assert await ws.receive_nothing(timeout=QUIET_S)
-    # The user's other socket has its own budget and is untouched.
+    # The user's other socket shares the budget but not the strikes: it is
+    # still open, and answers once the bucket has a token again.
     assert await answers_echo(calm)

@@ -27,6 +27,7 @@ from dispatch.services import trip_dispatch
 from tests.trips.factories import TRIP_REQUEST
 from tests.trips.test_consumer import open_socket, socket_with_handlers
 from trips import events
+from trips.auth import tokens_for
 from trips.consumers import FLOOD_STRIKES, _handlers
 from trips.models import Trip
 from trips.services import trip_expire
@@ -225,6 +226,18 @@ async def test_every_frame_of_a_scripted_session_matches_the_document(
     await rider_ws.expect_error("bad_json")
     await rider_ws.send_raw(binary=b"\x00")
     await rider_ws.expect_error("bad_json")
+    # An echo whose reply would pass the frame limit (each "é" comes back as
+    # six bytes of escape).
+    big = {"type": "echo.message", "data": "é" * 30_000, "request_id": "big"}
+    await rider_ws.send_raw(json.dumps(big, ensure_ascii=False))
+    await rider_ws.expect_error("too_big", request_id="big")
+
+    # The socket's credentials: refreshed, and a refresh refused.
+    access = (await database_sync_to_async(tokens_for)(rider))["access"]
+    r = await rider_ws.send("auth.refresh", {"access": access})
+    await rider_ws.expect("auth.refreshed", request_id=r)
+    r = await rider_ws.send("auth.refresh", {"access": "not.a.token"})
+    await rider_ws.expect_error("not_authenticated", request_id=r)
 
     # Trip 2: the rider cancels while the driver holds its offer.
     r = await rider_ws.send("create.trip", TRIP_REQUEST)

@@ -17,6 +17,7 @@ from rest_framework_simplejwt.tokens import RefreshToken
 from rest_framework_simplejwt.views import TokenRefreshView
 
 from taxi.parsers import JSONParser
+from trips import sockets
 from trips.auth import (
     LogInSerializer,
     LogOutSerializer,
@@ -26,6 +27,7 @@ from trips.auth import (
     UserSerializer,
     tokens_for,
 )
+from trips.authentication import LOGIN_CLAIM, login_revoke
 from trips.serializers import ErrorSerializer
 from trips.throttles import LogInUsernameThrottle, ScopeThrottle
 
@@ -57,8 +59,8 @@ class SignUpView(APIView):
 class LogInView(APIView):
     authentication_classes = ()
     permission_classes = (permissions.AllowAny,)
-    # Per address, and per username whatever the address: a brute force on
-    # one account spread over many addresses is stopped too.
+    # Per address, and per username from one address: guesses on one account
+    # are limited, and nobody elsewhere can spend its owner's budget.
     throttle_classes = (ScopeThrottle, LogInUsernameThrottle)
     throttle_scope = "log_in"
 
@@ -97,6 +99,7 @@ class LogOutView(APIView):
         serializer = LogOutSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         raw = serializer.validated_data.get("refresh")
+        login = None
         if raw:
             try:
                 token = RefreshToken(raw)
@@ -106,9 +109,20 @@ class LogOutView(APIView):
                 ) from None
             if str(token.get(jwt_settings.USER_ID_CLAIM)) != str(request.user.pk):
                 raise ValidationError({"refresh": ["That refresh token is not yours."]})
+            login = token.get(LOGIN_CLAIM)
+            if isinstance(login, str):
+                # Its access tokens stop working, on REST and for sockets.
+                login_revoke(login)
+            else:
+                login = None
             token.blacklist()
         user_id = request.user.pk
+        # The sockets opened with this session, or with this log-in's access
+        # tokens, close (4003); the user's other devices keep theirs.
+        session = sockets.session_digest(request.session.session_key)
         logout(request)
+        if login or session:
+            sockets.sockets_revoke_on_commit(user_id, login=login, session=session)
         logger.info("auth.logged_out", extra={"user_id": user_id})
         return Response(status=status.HTTP_204_NO_CONTENT)
 
