@@ -16,21 +16,6 @@ OTHER_TRIP_ID = "3f1c0000-0000-4000-8000-000000000002"
 RIDER = 7
 
 
-@pytest.fixture
-def clock(monkeypatch):
-    """Presence's notion of now, moved by the test."""
-
-    class Clock:
-        now = 1_700_000_000.0
-
-        def advance(self, seconds: float) -> None:
-            self.now += seconds
-
-    c = Clock()
-    monkeypatch.setattr(presence, "_now", lambda: c.now)
-    return c
-
-
 def available() -> set[int]:
     return {int(m) for m in get_redis().zrange(keys.AVAILABLE, 0, -1)}
 

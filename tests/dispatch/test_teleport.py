@@ -14,19 +14,6 @@ from tests.dispatch.support import PICK_UP, km_north, request_trip
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-@pytest.fixture
-def clock(monkeypatch):
-    class Clock:
-        now = 1_700_000_000.0
-
-        def advance(self, seconds: float) -> None:
-            self.now += seconds
-
-    c = Clock()
-    monkeypatch.setattr(presence, "_now", lambda: c.now)
-    return c
-
-
 def post(client, path: str, position: tuple[float, float]):
     return client.post(path, {"lat": position[0], "lng": position[1]}, format="json")
 
