@@ -24,7 +24,7 @@ from django.conf import settings
 from redis.exceptions import NoScriptError, RedisError
 
 from dispatch import keys, matching
-from taxi.redis import get_async_redis, get_redis
+from taxi.infra.redis import get_async_redis, get_redis
 
 logger = logging.getLogger(__name__)
 

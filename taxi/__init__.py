@@ -1,3 +1,3 @@
-from taxi.celery import app as celery_app
-
-__all__ = ("celery_app",)
+"""The project's wiring: settings, URLs, ASGI routing, the Celery app (and the
+`taxi` app that loads it, `taxi.apps`). Shared infrastructure is `taxi.infra`;
+importing it does not bring the wiring along."""

@@ -5,6 +5,8 @@ import signal
 
 from celery import Celery, signals
 
+from taxi.infra.runtime import settle_gc
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "taxi.settings")
 
 app = Celery("taxi")
@@ -14,9 +16,7 @@ app.autodiscover_tasks(["workers"])
 
 @signals.worker_process_init.connect
 def _settle_gc(**kwargs) -> None:
-    """Each pool process, once forked with the tasks loaded (taxi.runtime)."""
-    from taxi.runtime import settle_gc
-
+    """Each pool process, once forked with the tasks loaded (taxi.infra.runtime)."""
     settle_gc()
 
 

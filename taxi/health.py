@@ -6,7 +6,7 @@ from django.db import connection
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.http import require_safe
 
-from taxi.redis import get_redis
+from taxi.infra.redis import get_redis
 
 logger = logging.getLogger(__name__)
 

@@ -4,7 +4,7 @@
 
 1. The application's close codes reach the client. The consumer closes a
    socket with 1009 (frame too big) and 1008 (flood), as PROTOCOL.md says,
-   and 1012 when it may have missed pushes (taxi.channel_layer);
+   and 1012 when it may have missed pushes (taxi.infra.channel_layer);
    autobahn, under daphne, accepts only 1000 and 3000-4999 from an
    application and raises on anything else, so the client got 1011 (internal
    error) instead. Here the codes RFC 6455 lets an endpoint send (1000-1003,
@@ -46,7 +46,7 @@
    that runs over, is cut off at once.
 
 It also settles the garbage collector once the application is loaded and the
-server starts (`taxi.runtime.settle_gc`): full collections over everything
+server starts (`taxi.infra.runtime.settle_gc`): full collections over everything
 Django loads were the long pauses in the dispatch latency's tail.
 """
 
@@ -63,7 +63,7 @@ from twisted.internet import reactor
 from twisted.web.http_headers import Headers
 
 from taxi.http_errors import request_body_limit
-from taxi.runtime import settle_gc
+from taxi.infra.runtime import settle_gc
 
 logger = logging.getLogger(__name__)
 

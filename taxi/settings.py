@@ -141,6 +141,7 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",
     "channels",
     "django_celery_beat",
+    "taxi",
     "trips",
     "dispatch",
     "workers",
@@ -230,7 +231,7 @@ REDIS_URL = os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/0"
 
 # When Redis restarts, every idle pooled connection is dead, and without a
 # retry the first command on each fails: a lost push, a refused handshake, a
-# 500. Pools built from a URL (Django's cache, channels_redis, taxi.redis) get
+# 500. Pools built from a URL (Django's cache, channels_redis, taxi.infra.redis) get
 # no retry from redis-py; this gives each command one immediate retry on a
 # fresh connection (tests/faults/test_redis_restart.py).
 REDIS_RETRY_ON_ERROR = [RedisConnectionError]
@@ -265,9 +266,9 @@ def redis_dependent_settings(redis_url: str) -> dict:
                 # per web process (BENCHMARKS.md). Pushes are fire-and-forget
                 # either way: a socket that is gone misses them, and apps
                 # re-read `GET /api/trip/<id>/` after a reconnect (PROTOCOL.md).
-                # taxi.channel_layer closes this process's sockets (1012) when
+                # taxi.infra.channel_layer closes this process's sockets (1012) when
                 # its subscription breaks, so none stays open and deaf.
-                "BACKEND": "taxi.channel_layer.PubSubChannelLayer",
+                "BACKEND": "taxi.infra.channel_layer.PubSubChannelLayer",
                 "CONFIG": {
                     "hosts": [
                         {"address": redis_url, **REDIS_CLIENT_OPTIONS},
@@ -328,9 +329,9 @@ REST_FRAMEWORK = {
     # Bodies are JSON (PROTOCOL.md); sign-up also reads multipart, for the
     # photo. Form encodings elsewhere would read `""` as "not given" and
     # every number as a string.
-    "DEFAULT_PARSER_CLASSES": ["taxi.parsers.JSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["taxi.infra.parsers.JSONParser"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_SCHEMA_CLASS": "taxi.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "taxi.infra.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "taxi.exceptions.api_exception_handler",
     "DEFAULT_THROTTLE_RATES": {
         "log_in": os.environ.get("THROTTLE_LOG_IN", "10/min"),
@@ -468,8 +469,8 @@ LOG_LEVEL = os.environ.get("LOG_LEVEL", "INFO").upper()
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "filters": {"redact": {"()": "taxi.logging.RedactSecretsFilter"}},
-    "formatters": {"structured": {"()": "taxi.logging.StructuredFormatter"}},
+    "filters": {"redact": {"()": "taxi.infra.logging.RedactSecretsFilter"}},
+    "formatters": {"structured": {"()": "taxi.infra.logging.StructuredFormatter"}},
     "handlers": {
         "console": {
             "class": "logging.StreamHandler",

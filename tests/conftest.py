@@ -10,7 +10,7 @@ from channels.testing import WebsocketCommunicator
 from django.conf import settings
 from rest_framework.test import APIClient
 
-from taxi.redis import get_redis
+from taxi.infra.redis import get_redis
 from trips.auth import tokens_for
 from trips.models import User
 

@@ -20,7 +20,7 @@ from rest_framework_simplejwt.authentication import JWTAuthentication
 from rest_framework_simplejwt.exceptions import InvalidToken
 
 from dispatch import keys
-from taxi.redis import get_redis
+from taxi.infra.redis import get_redis
 
 logger = logging.getLogger(__name__)
 

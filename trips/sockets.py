@@ -26,7 +26,7 @@ from django.db import transaction
 from redis.exceptions import RedisError
 
 from dispatch import keys
-from taxi.redis import get_async_redis
+from taxi.infra.redis import get_async_redis
 from trips import events
 
 logger = logging.getLogger(__name__)

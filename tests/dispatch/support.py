@@ -11,7 +11,7 @@ from channels.db import database_sync_to_async
 from django.db import connections
 
 from dispatch import presence
-from taxi.redis import get_redis
+from taxi.infra.redis import get_redis
 from trips.models import Trip, User
 from trips.services import trip_create
 

@@ -3,7 +3,7 @@
 import pytest
 
 from dispatch import keys, presence
-from taxi.redis import get_redis
+from taxi.infra.redis import get_redis
 from tests.dispatch.support import PICK_UP, put_online
 
 BAD_POSITIONS = [

@@ -5,7 +5,7 @@ import pytest
 from channels.db import database_sync_to_async
 
 from dispatch import keys, presence, services
-from taxi.redis import get_redis
+from taxi.infra.redis import get_redis
 from tests.dispatch.support import next_frame, put_online, request_trip
 from tests.dispatch.test_driver_rest import BAD_POSITIONS, available, nothing_stored
 from trips.services import trip_accept, trip_move

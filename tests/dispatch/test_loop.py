@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from dispatch import keys, presence, services
 from dispatch.models import Offer
-from taxi.redis import get_redis
+from taxi.infra.redis import get_redis
 from tests.dispatch.support import km_north, put_online, queued_tasks, request_trip
 from trips.models import Trip
 from trips.services import trip_accept

@@ -7,7 +7,7 @@ import pytest
 from django.conf import settings
 
 from dispatch import keys, presence
-from taxi.redis import get_redis
+from taxi.infra.redis import get_redis
 
 HERE = (38.8977, -77.0365)
 DRIVER, OTHER = 101, 102

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from dispatch import keys
 from dispatch.models import Offer
-from taxi.redis import get_redis
+from taxi.infra.redis import get_redis
 from trips.models import Trip, User
 from trips.serializers import MAX_LAT, MAX_LNG
 

@@ -8,7 +8,7 @@ from datetime import timedelta
 from django.utils import timezone
 
 from dispatch.models import Offer
-from taxi.redis import get_redis
+from taxi.infra.redis import get_redis
 from trips.errors import InvalidTransition, NotFound, OfferNotAvailable
 from trips.models import Trip, User
 

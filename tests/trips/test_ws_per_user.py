@@ -12,7 +12,7 @@ from channels.db import database_sync_to_async
 from django.conf import settings
 
 from dispatch import keys
-from taxi.redis import get_redis
+from taxi.infra.redis import get_redis
 from tests.trips.factories import TRIP_REQUEST
 from tests.trips.test_consumer import QUIET_S, answers_echo, open_socket, request
 from trips.consumers import TaxiConsumer, UserBuckets

@@ -13,7 +13,7 @@ from django.utils import timezone
 from dispatch import keys, presence
 from dispatch.models import Offer
 from taxi.celery import app
-from taxi.redis import get_redis
+from taxi.infra.redis import get_redis
 from tests.dispatch.support import next_frame, put_online, queued_tasks, request_trip
 from trips.models import Trip
 from workers import tasks

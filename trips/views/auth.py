@@ -16,7 +16,7 @@ from rest_framework_simplejwt.settings import api_settings as jwt_settings
 from rest_framework_simplejwt.tokens import RefreshToken
 from rest_framework_simplejwt.views import TokenRefreshView
 
-from taxi.parsers import JSONParser
+from taxi.infra.parsers import JSONParser
 from trips import sockets
 from trips.auth import (
     LogInSerializer,

@@ -22,8 +22,8 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from dispatch.offers import offer_decline
-from taxi.openapi import BAD_REQUEST
-from taxi.parsers import JSONParser
+from taxi.infra.openapi import BAD_REQUEST
+from taxi.infra.parsers import JSONParser
 from trips.errors import InvalidInput, NotFound
 from trips.models import Trip
 from trips.selectors import trip_get_for_user, trip_list_for_user

@@ -15,7 +15,7 @@ import pytest
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
-from taxi.logging import RedactSecretsFilter, StructuredFormatter, redact
+from taxi.infra.logging import RedactSecretsFilter, StructuredFormatter, redact
 from tests.web import web_process
 
 ROOT = Path(__file__).resolve().parents[2]
