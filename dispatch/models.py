@@ -49,10 +49,6 @@ class Offer(models.Model):
     def __str__(self) -> str:
         return f"Offer {self.id} ({self.status})"
 
-    @property
-    def is_live(self) -> bool:
-        return self.status == self.Status.PENDING and self.expires_at > timezone.now()
-
     @classmethod
     def live(cls) -> models.QuerySet["Offer"]:
         return cls.objects.filter(status=cls.Status.PENDING, expires_at__gt=timezone.now())

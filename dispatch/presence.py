@@ -21,6 +21,7 @@ from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 
 from django.conf import settings
+from django.db import transaction
 from redis.exceptions import NoScriptError, RedisError
 
 from dispatch import keys, matching
@@ -542,6 +543,7 @@ def sweep_silent(*, batch: int) -> list[int]:
     return [int(member) for member in removed]
 
 
-def driver_state(driver_id: int) -> dict[str, str]:
-    """The driver's hash as stored (for operators and tests)."""
-    return get_redis().hgetall(keys.driver(driver_id))
+def release_on_commit(driver_id: int, *, trip_id=None) -> None:
+    """`on_driver_released` once the caller's transaction commits: the one
+    way the places where an offer or a trip ends give the driver back."""
+    transaction.on_commit(lambda: on_driver_released(driver_id, trip_id=trip_id), robust=True)

@@ -11,7 +11,8 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from dispatch import presence, services
+from dispatch import presence
+from dispatch.drivers import driver_go_offline, driver_go_online, driver_report_location
 from trips.serializers import (
     MAX_LAT,
     MAX_LNG,
@@ -59,7 +60,7 @@ class DriverOnlineView(APIView):
     def post(self, request: Request) -> Response:
         serializer = PositionSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        services.driver_go_online(driver=request.user, **serializer.validated_data)
+        driver_go_online(driver=request.user, **serializer.validated_data)
         return Response({"status": "online"})
 
 
@@ -72,7 +73,7 @@ class DriverOfflineView(APIView):
         responses={200: StatusSerializer, 503: UNAVAILABLE},
     )
     def post(self, request: Request) -> Response:
-        services.driver_go_offline(driver=request.user)
+        driver_go_offline(driver=request.user)
         return Response({"status": "offline"})
 
 
@@ -94,7 +95,7 @@ class DriverLocationView(APIView):
         serializer = LocationSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         location = serializer.validated_data
-        services.driver_report_location(
+        driver_report_location(
             driver=request.user,
             lat=location["lat"],
             lng=location["lng"],

@@ -9,7 +9,9 @@ script call, and a push to the rider only when one is due.
 from rest_framework.exceptions import ValidationError
 from rest_framework.fields import empty
 
-from dispatch import services
+from dispatch.drivers import driver_go_offline, driver_go_online, driver_report_location_async
+from taxi.infra.push import replying_to
+from trips import events
 from trips.errors import Forbidden
 from trips.serializers import LocationSerializer, PositionSerializer, validated
 
@@ -41,28 +43,25 @@ def _location(data: dict) -> dict:
 async def driver_online(consumer, data: dict) -> dict:
     _require_driver(consumer)
     position = validated(PositionSerializer, data)
-    await consumer.call(
-        services.driver_go_online,
-        driver=consumer.user,
-        lat=position["lat"],
-        lng=position["lng"],
-        origin_channel=consumer.channel_name,
-    )
-    return services.driver_status_frame("online")
+    # The reply is `driver.status`: the service's push of it skips this socket.
+    with replying_to(consumer.channel_name):
+        await consumer.call(
+            driver_go_online, driver=consumer.user, lat=position["lat"], lng=position["lng"]
+        )
+    return events.driver_status("online")
 
 
 async def driver_offline(consumer, data: dict) -> dict:
     _require_driver(consumer)
-    await consumer.call(
-        services.driver_go_offline, driver=consumer.user, origin_channel=consumer.channel_name
-    )
-    return services.driver_status_frame("offline")
+    with replying_to(consumer.channel_name):
+        await consumer.call(driver_go_offline, driver=consumer.user)
+    return events.driver_status("offline")
 
 
 async def update_location(consumer, data: dict) -> None:
     _require_driver(consumer)
     location = _location(data)
-    await services.driver_report_location_async(
+    await driver_report_location_async(
         driver=consumer.user,
         lat=location["lat"],
         lng=location["lng"],

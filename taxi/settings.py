@@ -408,6 +408,10 @@ def env_radii(name: str, default: str) -> list[float]:
 
 DISPATCH_RADII_KM = env_radii("DISPATCH_RADII_KM", "2,5,10")
 DISPATCH_MAX_OFFERS = int(env_number("DISPATCH_MAX_OFFERS", 5, minimum=1, integer=True))
+# The matching policy the dispatch loop asks: a module of dispatch/policies/.
+DISPATCH_POLICY = os.environ.get("DISPATCH_POLICY", "nearest").strip() or "nearest"
+if not DISPATCH_POLICY.isidentifier():
+    raise ImproperlyConfigured(f"DISPATCH_POLICY must name a policy; got {DISPATCH_POLICY!r}")
 DRIVER_PRESENCE_TTL_S = env_number("DRIVER_PRESENCE_TTL_S", 30, minimum=1)
 TRIP_STALE_AFTER_S = env_number("TRIP_STALE_AFTER_S", 600, minimum=1)
 # A position implying a faster move than this since the driver's last accepted

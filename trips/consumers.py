@@ -25,6 +25,8 @@ from django.conf import settings
 from redis.exceptions import RedisError
 from rest_framework.exceptions import ValidationError
 
+from dispatch.ws_handlers import HANDLERS as DISPATCH_HANDLERS
+from taxi.infra.push import user_stream
 from taxi.ws import authenticate_access_token
 from trips import events, sockets
 from trips.errors import DomainError, Unavailable
@@ -68,8 +70,7 @@ def _reject_constant(name: str) -> float:
 
 @functools.cache
 def _handlers() -> dict:
-    from dispatch.ws_handlers import HANDLERS as DISPATCH_HANDLERS
-
+    # A function, so that TaxiConsumer (defined below) can be named.
     return {
         "echo.message": None,
         "auth.refresh": TaxiConsumer.auth_refresh,
@@ -208,7 +209,7 @@ class TaxiConsumer(AsyncWebsocketConsumer):
 
     async def connect(self) -> None:
         self.user = self.scope["user"]
-        self.stream = events.user_stream(self.user.pk)
+        self.stream = user_stream(self.user.pk)
         self.closing = False
         self.credentials = self.scope.get("credentials") or sockets.Credentials()
         self.expiry: asyncio.Task | None = None

@@ -41,22 +41,33 @@ class Actor(models.TextChoices):
     SERVICE = "service"
 
 
+class TripStatus(models.TextChoices):
+    REQUESTED = "REQUESTED"
+    STARTED = "STARTED"
+    IN_PROGRESS = "IN_PROGRESS"
+    COMPLETED = "COMPLETED"
+    CANCELED = "CANCELED"
+    EXPIRED = "EXPIRED"
+
+
+# Outside the class, so that its Meta's constraints can name them too.
+# A rider has at most one trip in an ACTIVE status ...
+ACTIVE = (TripStatus.REQUESTED, TripStatus.STARTED, TripStatus.IN_PROGRESS)
+# ... and a driver at most one in an ASSIGNED status, which needs a driver.
+ASSIGNED = (TripStatus.STARTED, TripStatus.IN_PROGRESS)
+# A trip in any other status may have no driver (null or kept for history).
+MAY_LACK_DRIVER = (TripStatus.REQUESTED, TripStatus.CANCELED, TripStatus.EXPIRED)
+
+
 class Trip(models.Model):
-    class Status(models.TextChoices):
-        REQUESTED = "REQUESTED"
-        STARTED = "STARTED"
-        IN_PROGRESS = "IN_PROGRESS"
-        COMPLETED = "COMPLETED"
-        CANCELED = "CANCELED"
-        EXPIRED = "EXPIRED"
+    Status = TripStatus
 
     class Reason(models.TextChoices):
         NO_DRIVERS = "no_drivers"
         STALE = "stale"
 
-    ACTIVE = (Status.REQUESTED, Status.STARTED, Status.IN_PROGRESS)
-    ASSIGNED = (Status.STARTED, Status.IN_PROGRESS)
-    FINAL = (Status.COMPLETED, Status.CANCELED, Status.EXPIRED)
+    ACTIVE = ACTIVE
+    ASSIGNED = ASSIGNED
     # The assigned driver's moves (`trip_move`): picked up, dropped off.
     DRIVER_MOVES = (Status.IN_PROGRESS, Status.COMPLETED)
 
@@ -102,12 +113,12 @@ class Trip(models.Model):
         constraints = [
             models.UniqueConstraint(
                 fields=["rider"],
-                condition=Q(status__in=["REQUESTED", "STARTED", "IN_PROGRESS"]),
+                condition=Q(status__in=list(ACTIVE)),
                 name="one_active_trip_per_rider",
             ),
             models.UniqueConstraint(
                 fields=["driver"],
-                condition=Q(status__in=["STARTED", "IN_PROGRESS"]),
+                condition=Q(status__in=list(ASSIGNED)),
                 name="one_active_trip_per_driver",
             ),
             models.UniqueConstraint(
@@ -116,8 +127,7 @@ class Trip(models.Model):
                 name="one_trip_per_idempotency_key",
             ),
             models.CheckConstraint(
-                condition=Q(driver__isnull=False)
-                | Q(status__in=["REQUESTED", "CANCELED", "EXPIRED"]),
+                condition=Q(driver__isnull=False) | Q(status__in=list(MAY_LACK_DRIVER)),
                 name="assigned_trip_has_driver",
             ),
             models.CheckConstraint(condition=Q(version__gte=1), name="trip_version_positive"),
@@ -137,7 +147,3 @@ class Trip(models.Model):
         if self.driver_id is not None and user.pk == self.driver_id:
             return Actor.ASSIGNED_DRIVER
         return None
-
-    @property
-    def is_final(self) -> bool:
-        return self.status in self.FINAL

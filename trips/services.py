@@ -1,18 +1,22 @@
-"""Every write to a trip. Each runs in a transaction, under the trip's row lock,
+"""Every write to a trip: the trip lifecycle. Each runs in a transaction,
+under the row locks `dispatch.offers.lock` takes (the trip, then the driver),
 moves the trip with a conditional update that checks what it changed, and
-sends pushes and queues work only after commit."""
+sends pushes and queues work only after commit. What happens to the trip's
+offer meanwhile is `dispatch.offers`'s to write."""
 
 import logging
+from datetime import timedelta
 from uuid import UUID
 
-from django.core.exceptions import ValidationError
+from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
 
-from dispatch import offers, presence
+from dispatch import presence
 from dispatch.models import Offer
-from dispatch.queue import release_driver_on_commit, request_dispatch_on_commit
+from dispatch.offers import lock, offer_revoke_live, offer_take
+from taxi.infra.push import push_on_commit
 from trips import events
 from trips.errors import (
     ActiveTripExists,
@@ -22,6 +26,7 @@ from trips.errors import (
     OfferNotAvailable,
 )
 from trips.models import Actor, Trip, User
+from workers import queue
 
 logger = logging.getLogger(__name__)
 
@@ -38,7 +43,6 @@ def trip_create(
     drop_off_lat: float | None = None,
     drop_off_lng: float | None = None,
     idempotency_key: str | None = None,
-    origin_channel: str | None = None,
 ) -> Trip:
     """A new REQUESTED trip, dispatched after commit. With an idempotency key
     the rider's earlier trip under that key is returned instead of a second."""
@@ -60,10 +64,8 @@ def trip_create(
                 drop_off_lng=drop_off_lng,
                 idempotency_key=idempotency_key or None,
             )
-            events.push_on_commit(
-                [rider.pk], events.trip_created(trip), exclude_channel=origin_channel
-            )
-            request_dispatch_on_commit(trip.pk)
+            push_on_commit([rider.pk], events.trip_created(trip), is_result=True)
+            queue.dispatch_on_commit(trip.pk)
     except IntegrityError:
         # Either a retry raced its first attempt, or the rider already rides.
         if idempotency_key:
@@ -79,28 +81,16 @@ def _trip_by_idempotency_key(rider: User, key: str) -> Trip | None:
     return Trip.objects.filter(rider=rider, idempotency_key=key).first()
 
 
-def trip_accept(*, trip_id: UUID, driver: User, origin_channel: str | None = None) -> Trip:
+def trip_accept(*, trip_id: UUID, driver: User) -> Trip:
     """The driver holding the trip's live offer takes it: REQUESTED -> STARTED."""
     with transaction.atomic():
-        trip = _lock_trip(trip_id, missing=OfferNotAvailable)
-        User.objects.select_for_update().filter(pk=driver.pk).first()
-        now = timezone.now()
-        taken = (
-            Offer.live()
-            .filter(trip=trip, driver=driver)
-            .update(status=Offer.Status.ACCEPTED, closed_at=now, updated=now)
-        )
-        if taken != 1 or trip.status != Trip.Status.REQUESTED:
+        trip = lock(trip_id, driver_id=driver.pk).trip
+        if trip is None:
             raise OfferNotAvailable()
+        offer_take(trip=trip, driver=driver)
         try:
             with transaction.atomic():
-                trip = _transition(
-                    trip,
-                    Trip.Status.STARTED,
-                    Actor.OFFERED_DRIVER,
-                    origin_channel=origin_channel,
-                    driver=driver,
-                )
+                trip = _transition(trip, Trip.Status.STARTED, Actor.OFFERED_DRIVER, driver=driver)
         except IntegrityError:
             # The driver is already assigned to another active trip.
             raise OfferNotAvailable("You are already on another trip.") from None
@@ -112,7 +102,7 @@ def trip_accept(*, trip_id: UUID, driver: User, origin_channel: str | None = Non
     return trip
 
 
-def trip_move(*, trip_id: UUID, user: User, status: str, origin_channel: str | None = None) -> Trip:
+def trip_move(*, trip_id: UUID, user: User, status: str) -> Trip:
     """The assigned driver picks the rider up (IN_PROGRESS) or drops them off (COMPLETED)."""
     if status not in Trip.DRIVER_MOVES:
         # Accept, cancel and expiry have their own services and side effects.
@@ -120,16 +110,14 @@ def trip_move(*, trip_id: UUID, user: User, status: str, origin_channel: str | N
     with transaction.atomic():
         trip = _lock_trip(trip_id)
         actor = _actor_or_not_found(trip, user)
-        trip = _transition(trip, status, actor, origin_channel=origin_channel)
+        trip = _transition(trip, status, actor)
         if trip.status == Trip.Status.COMPLETED:
             _release_driver_on_commit(trip)
     logger.info("trip.moved", extra={"trip_id": str(trip.pk), "status": status, "user_id": user.pk})
     return trip
 
 
-def trip_cancel(
-    *, trip_id: UUID, user: User, reason: str | None = None, origin_channel: str | None = None
-) -> Trip:
+def trip_cancel(*, trip_id: UUID, user: User, reason: str | None = None) -> Trip:
     """The rider (before completion) or the assigned driver (before pick-up) cancels."""
     with transaction.atomic():
         trip = _lock_trip(trip_id)
@@ -140,9 +128,8 @@ def trip_cancel(
             Trip.Status.CANCELED,
             actor,
             reason=(reason or default_reason)[:MAX_REASON_CHARS],
-            origin_channel=origin_channel,
         )
-        offers.offer_revoke_live(trip=trip, reason=offers.REVOKED_CANCELED)
+        offer_revoke_live(trip=trip, reason=events.RevokeReason.CANCELED)
         _release_driver_on_commit(trip)
     logger.info("trip.canceled", extra={"trip_id": str(trip.pk), "user_id": user.pk})
     return trip
@@ -152,25 +139,38 @@ def trip_expire(*, trip_id: UUID, reason: str) -> Trip | None:
     """The service gives up on a REQUESTED trip. Returns None, changing nothing,
     when the trip has already moved on (safe to call twice, or late)."""
     with transaction.atomic():
-        try:
-            trip = Trip.objects.select_for_update().get(pk=trip_id)
-        except Trip.DoesNotExist:
+        trip = lock(trip_id).trip
+        if trip is None or trip.status != Trip.Status.REQUESTED:
             return None
-        if trip.status != Trip.Status.REQUESTED:
-            return None
-        offers.offer_revoke_live(trip=trip, reason=offers.REVOKED_EXPIRED)
+        offer_revoke_live(trip=trip, reason=events.RevokeReason.EXPIRED)
         trip = _transition(trip, Trip.Status.EXPIRED, Actor.SERVICE, reason=reason)
     logger.info("trip.expired", extra={"trip_id": str(trip.pk), "reason": reason})
     return trip
 
 
-def _lock_trip(trip_id: UUID, missing: type[Exception] = NotFound) -> Trip:
-    try:
-        # Only the trip row is locked; rider and driver come along for the push.
-        trips = Trip.objects.select_related("rider", "driver")
-        return trips.select_for_update(of=("self",)).get(pk=trip_id)
-    except (Trip.DoesNotExist, ValidationError, ValueError, TypeError):
-        raise missing() from None
+def trips_expire_stale(*, batch: int | None = None) -> int:
+    """REQUESTED trips older than TRIP_STALE_AFTER_S become EXPIRED (`stale`),
+    their live offers withdrawn. Returns how many."""
+    batch = batch or settings.DISPATCH_SWEEP_BATCH
+    cutoff = timezone.now() - timedelta(seconds=settings.TRIP_STALE_AFTER_S)
+    stale = list(
+        Trip.objects.filter(status=Trip.Status.REQUESTED, created__lt=cutoff)
+        .order_by("created")
+        .values_list("pk", flat=True)[:batch]
+    )
+    expired = sum(
+        trip_expire(trip_id=trip_id, reason=Trip.Reason.STALE) is not None for trip_id in stale
+    )
+    if expired:
+        logger.info("dispatch.stale_trips_expired", extra={"count": expired})
+    return expired
+
+
+def _lock_trip(trip_id: UUID) -> Trip:
+    trip = lock(trip_id).trip
+    if trip is None:
+        raise NotFound()
+    return trip
 
 
 def _actor_or_not_found(trip: Trip, user: User) -> str:
@@ -190,13 +190,12 @@ def _transition(
     actor: str,
     *,
     reason: str | None = None,
-    origin_channel: str | None = None,
     **fields,
 ) -> Trip:
     """One conditional write: the trip moves only from the status and version
-    it was read at, and the version grows by one. Pushes follow the commit;
-    `origin_channel`, the socket that asked (and gets the trip as its reply),
-    is skipped, while every other socket of both participants hears it."""
+    it was read at, and the version grows by one. `trip.updated` follows the
+    commit, to both participants; it is the result of the request, so the
+    socket that asked (and gets the trip as its reply) is skipped."""
     if not Trip.can_transition(trip.status, to_status, actor):
         raise InvalidTransition(f"A trip that is {trip.status} cannot become {to_status} that way.")
     now = timezone.now()
@@ -215,12 +214,10 @@ def _transition(
     trip.status, trip.status_reason, trip.updated = to_status, reason, now
     for name, value in fields.items():
         setattr(trip, name, value)
-    events.push_on_commit(
-        events.trip_participants(trip), events.trip_updated(trip), exclude_channel=origin_channel
-    )
+    push_on_commit(events.trip_participants(trip), events.trip_updated(trip), is_result=True)
     return trip
 
 
 def _release_driver_on_commit(trip: Trip) -> None:
     if trip.driver_id is not None:
-        release_driver_on_commit(trip.driver_id, trip_id=trip.pk)
+        presence.release_on_commit(trip.driver_id, trip_id=trip.pk)

@@ -26,8 +26,8 @@ from django.db import transaction
 from redis.exceptions import RedisError
 
 from dispatch import keys
+from taxi.infra.push import user_stream
 from taxi.infra.redis import get_async_redis
-from trips import events
 
 logger = logging.getLogger(__name__)
 
@@ -130,7 +130,7 @@ def sockets_revoke_on_commit(
 
     def send() -> None:
         try:
-            async_to_sync(get_channel_layer().group_send)(events.user_stream(user_id), message)
+            async_to_sync(get_channel_layer().group_send)(user_stream(user_id), message)
         except Exception:
             logger.exception("ws.revoke_failed", extra={"user_id": user_id})
 

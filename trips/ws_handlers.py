@@ -11,9 +11,10 @@ frames the user may not send slowed everyone), with the code the service
 would give.
 
 A handler that changes a trip answers its own socket with the new trip (the
-reply carries the request_id) and passes `origin_channel`, so the service's
-push after commit skips that one socket instead of sending it the same trip a
-second time. Every other socket, the caller's own included, still gets the push.
+reply carries the request_id) and calls the service inside
+`push.replying_to(channel)`, so the service's push of that result after
+commit skips that one socket instead of sending it the same trip a second
+time. Every other socket, the caller's own included, still gets the push.
 """
 
 from collections.abc import Callable
@@ -22,6 +23,7 @@ from uuid import UUID
 from rest_framework import serializers
 
 from dispatch.offers import offer_decline
+from taxi.infra.push import replying_to
 from trips import events
 from trips.errors import Forbidden, OfferNotAvailable
 from trips.models import Trip
@@ -70,7 +72,8 @@ def _require_offer_holder(consumer) -> None:
 
 async def _change_trip(consumer, reply_type: str, service: Callable, **kwargs) -> dict:
     def run() -> dict:
-        trip = service(origin_channel=consumer.channel_name, **kwargs)
+        with replying_to(consumer.channel_name):
+            trip = service(**kwargs)
         return events.frame(reply_type, events.trip_data(trip))
 
     return await consumer.call(run)
@@ -84,7 +87,8 @@ async def create_trip(consumer, data: dict) -> dict:
         # all in one trip to the sync thread.
         trip_create_throttle_check(user=consumer.user)
         fields = validated(TripCreateSerializer, data)
-        trip = trip_create(rider=consumer.user, origin_channel=consumer.channel_name, **fields)
+        with replying_to(consumer.channel_name):
+            trip = trip_create(rider=consumer.user, **fields)
         return events.frame(events.TRIP_CREATED, events.trip_data(trip))
 
     return await consumer.call(run)
@@ -126,7 +130,7 @@ async def decline_trip(consumer, data: dict) -> dict:
     trip_id = validated(TripRefSerializer, data)["id"]
     _require_offer_holder(consumer)
     offer = await consumer.call(offer_decline, trip_id=trip_id, driver=consumer.user)
-    return events.offer_declined(offer)
+    return events.trip_offer_declined(offer)
 
 
 async def cancel_trip(consumer, data: dict) -> dict:

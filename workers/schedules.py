@@ -11,6 +11,8 @@ from dataclasses import dataclass
 
 from django.conf import settings
 
+from workers import queue
+
 # Every periodic task this project owns is named with this prefix; the setup
 # command removes rows under it that the schedule no longer lists.
 NAME_PREFIX = "taxi: "
@@ -29,19 +31,19 @@ def schedules() -> list[Schedule]:
     return [
         Schedule(
             name=NAME_PREFIX + "sweep dispatch",
-            task="workers.sweep_dispatch",
+            task=queue.SWEEP_DISPATCH,
             every_s=sweep_every,
             description="Expire offers whose timeout task never ran; re-dispatch stranded trips.",
         ),
         Schedule(
             name=NAME_PREFIX + "sweep silent drivers",
-            task="workers.sweep_silent_drivers",
+            task=queue.SWEEP_SILENT_DRIVERS,
             every_s=sweep_every,
             description="Drivers silent for DRIVER_PRESENCE_TTL_S leave the available set.",
         ),
         Schedule(
             name=NAME_PREFIX + "expire stale trips",
-            task="workers.expire_stale_trips",
+            task=queue.EXPIRE_STALE_TRIPS,
             every_s=max(1, min(60, round(settings.TRIP_STALE_AFTER_S / 10))),
             description="REQUESTED trips older than TRIP_STALE_AFTER_S become EXPIRED (stale).",
         ),

@@ -15,7 +15,12 @@ from django.db import InterfaceError, OperationalError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from dispatch import services
+from dispatch.drivers import drivers_sweep_silent
+from dispatch.loop import trip_offer_next
+from dispatch.offers import offer_expire
+from dispatch.repair import dispatch_repair
+from trips.services import trips_expire_stale
+from workers import queue
 
 logger = logging.getLogger(__name__)
 
@@ -49,38 +54,38 @@ def _uuid(value: str, task: str) -> UUID | None:
         return None
 
 
-@shared_task(name="workers.dispatch_trip", **_SHORT)
+@shared_task(name=queue.DISPATCH_TRIP, **_SHORT)
 def dispatch_trip(trip_id: str) -> None:
     """Offer the trip to its next candidate driver, or expire it (no_drivers)."""
     trip_uuid = _uuid(trip_id, "dispatch_trip")
     if trip_uuid is not None:
-        services.trip_dispatch(trip_id=trip_uuid)
+        trip_offer_next(trip_id=trip_uuid)
 
 
-@shared_task(name="workers.expire_offer", **_SHORT)
+@shared_task(name=queue.EXPIRE_OFFER, **_SHORT)
 def expire_offer(offer_id: str) -> None:
     """Close the offer if its deadline passed unanswered; run early, wait again."""
     offer_uuid = _uuid(offer_id, "expire_offer")
     if offer_uuid is None:
         return
-    result = services.offer_expire(offer_id=offer_uuid)
+    result = offer_expire(offer_id=offer_uuid)
     if result.retry_in_s is not None:
         expire_offer.apply_async((str(offer_uuid),), countdown=result.retry_in_s + EXPIRY_SLACK_S)
 
 
-@shared_task(name="workers.sweep_dispatch", **_SWEEP)
+@shared_task(name=queue.SWEEP_DISPATCH, **_SWEEP)
 def sweep_dispatch() -> None:
     """Expire overdue offers whose task was lost; re-dispatch stranded trips."""
-    services.dispatch_sweep()
+    dispatch_repair()
 
 
-@shared_task(name="workers.expire_stale_trips", **_SWEEP)
+@shared_task(name=queue.EXPIRE_STALE_TRIPS, **_SWEEP)
 def expire_stale_trips() -> None:
     """REQUESTED trips older than TRIP_STALE_AFTER_S become EXPIRED (stale)."""
-    services.trips_expire_stale()
+    trips_expire_stale()
 
 
-@shared_task(name="workers.sweep_silent_drivers", **_SWEEP)
+@shared_task(name=queue.SWEEP_SILENT_DRIVERS, **_SWEEP)
 def sweep_silent_drivers() -> None:
     """Drivers silent for DRIVER_PRESENCE_TTL_S leave the available set."""
-    services.drivers_sweep_silent()
+    drivers_sweep_silent()

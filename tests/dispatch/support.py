@@ -10,7 +10,7 @@ import pytest
 from channels.db import database_sync_to_async
 from django.db import connections
 
-from dispatch import presence
+from dispatch import keys, presence
 from taxi.infra.redis import get_redis
 from trips.models import Trip, User
 from trips.services import trip_create
@@ -41,6 +41,20 @@ def request_trip(rider: User, at: tuple[float, float] = PICK_UP) -> Trip:
         drop_off_lat=at[0] + 0.02,
         drop_off_lng=at[1] - 0.01,
     )
+
+
+def available() -> set[int]:
+    """Drivers in the geo index of those who may be offered a trip now."""
+    return {int(m) for m in get_redis().zrange(keys.AVAILABLE, 0, -1)}
+
+
+def driver_state(driver_id: int) -> dict[str, str]:
+    """The driver's presence hash as stored in Redis."""
+    return get_redis().hgetall(keys.driver(driver_id))
+
+
+def dispatch_tasks_for(trip) -> int:
+    return queued_tasks().count(("workers.dispatch_trip", [str(trip.pk)]))
 
 
 def queued_tasks() -> list[tuple[str, list]]:

@@ -4,9 +4,10 @@ and positions streamed to the rider of the driver's trip (PROTOCOL.md)."""
 import pytest
 from channels.db import database_sync_to_async
 
-from dispatch import keys, presence, services
+from dispatch import keys
+from dispatch.loop import trip_offer_next
 from taxi.infra.redis import get_redis
-from tests.dispatch.support import next_frame, put_online, request_trip
+from tests.dispatch.support import driver_state, next_frame, put_online, request_trip
 from tests.dispatch.test_driver_rest import BAD_POSITIONS, available, nothing_stored
 from trips.services import trip_accept, trip_move
 
@@ -100,7 +101,7 @@ FURTHER_ON = (38.903, -77.0365)
 def _assign(rider, driver):
     put_online(driver, 0.5)
     trip = request_trip(rider)
-    services.trip_dispatch(trip_id=trip.pk)
+    trip_offer_next(trip_id=trip.pk)
     return trip_accept(trip_id=trip.pk, driver=driver)
 
 
@@ -177,7 +178,7 @@ async def test_going_online_during_a_trip_does_not_make_the_driver_available(
 
     assert (await ws.receive_json_from(timeout=5))["data"] == {"status": "online"}
     assert available() == set()
-    assert presence.driver_state(driver.pk)["state"] == keys.STATE_ON_TRIP
+    assert driver_state(driver.pk)["state"] == keys.STATE_ON_TRIP
 
 
 async def test_with_presence_unreachable_the_socket_gets_an_error_and_stays_open(

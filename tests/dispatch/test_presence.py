@@ -8,6 +8,7 @@ from django.conf import settings
 
 from dispatch import keys, presence
 from taxi.infra.redis import get_redis
+from tests.dispatch.support import driver_state
 
 HERE = (38.8977, -77.0365)
 DRIVER, OTHER = 101, 102
@@ -38,7 +39,7 @@ def test_online_puts_a_free_driver_in_the_available_set(clock):
 
     assert available() == {DRIVER}
     assert position(DRIVER) == pytest.approx(HERE, abs=1e-5)
-    state = presence.driver_state(DRIVER)
+    state = driver_state(DRIVER)
     assert state["online"] == "1" and state["state"] == keys.STATE_FREE
     assert get_redis().zscore(keys.LAST_SEEN, DRIVER) == pytest.approx(clock.now)
     assert_every_key_expires()
@@ -50,7 +51,7 @@ def test_online_while_on_a_trip_keeps_the_driver_out_of_the_available_set(clock)
     )
 
     assert available() == set()
-    assert presence.driver_state(DRIVER)["trip"] == TRIP_ID
+    assert driver_state(DRIVER)["trip"] == TRIP_ID
     assert presence.ping(DRIVER, lat=HERE[0], lng=HERE[1]) == presence.Forward(TRIP_ID, RIDER)
 
 
@@ -82,7 +83,7 @@ def test_an_offered_driver_leaves_the_set_and_pings_do_not_bring_them_back(clock
     presence.ping(DRIVER, lat=HERE[0], lng=HERE[1])
 
     assert available() == {OTHER}
-    assert presence.driver_state(DRIVER)["state"] == keys.STATE_OFFERED
+    assert driver_state(DRIVER)["state"] == keys.STATE_OFFERED
 
 
 def test_release_brings_an_online_fresh_driver_back_where_they_last_were(clock):
@@ -95,7 +96,7 @@ def test_release_brings_an_online_fresh_driver_back_where_they_last_were(clock):
 
     assert available() == {DRIVER}
     assert position(DRIVER) == pytest.approx((38.899, -77.037), abs=1e-5)
-    assert presence.driver_state(DRIVER)["state"] == keys.STATE_FREE
+    assert driver_state(DRIVER)["state"] == keys.STATE_FREE
 
 
 def test_release_leaves_an_offline_driver_out(clock):
@@ -159,7 +160,7 @@ def test_after_the_trip_positions_stop_going_to_the_rider(clock):
 
     assert presence.ping(DRIVER, lat=HERE[0], lng=HERE[1]) is None
     assert available() == {DRIVER}
-    assert "trip" not in presence.driver_state(DRIVER)
+    assert "trip" not in driver_state(DRIVER)
 
 
 def test_a_late_assignment_of_a_trip_already_over_changes_nothing(clock):
@@ -173,7 +174,7 @@ def test_a_late_assignment_of_a_trip_already_over_changes_nothing(clock):
     # Then the driver is still free: available, and nothing goes to that rider
     assert presence.ping(DRIVER, lat=HERE[0], lng=HERE[1]) is None
     assert available() == {DRIVER}
-    assert presence.driver_state(DRIVER)["state"] == "free"
+    assert driver_state(DRIVER)["state"] == "free"
     # while the driver's next trip is assigned as usual
     presence.on_driver_assigned(DRIVER, trip_id=OTHER_TRIP_ID, rider_id=RIDER)
     assert presence.ping(DRIVER, lat=HERE[0], lng=HERE[1]) == presence.Forward(
@@ -204,7 +205,7 @@ def test_the_silent_sweep_removes_only_the_silent(clock):
 
     assert sorted(removed) == [DRIVER, OTHER]
     assert available() == {103}
-    assert presence.driver_state(OTHER)["trip"] == TRIP_ID, "a driver on a trip keeps it"
+    assert driver_state(OTHER)["trip"] == TRIP_ID, "a driver on a trip keeps it"
     assert presence.sweep_silent(batch=100) == [], "a second run finds nothing"
 
 
@@ -295,7 +296,7 @@ def test_a_jump_at_an_impossible_speed_is_kept_out_of_matching_logged_and_counte
 
     assert forward is None
     assert available() == set(), "out of matching: where the driver is, is in doubt"
-    state = presence.driver_state(DRIVER)
+    state = driver_state(DRIVER)
     assert (float(state["lat"]), float(state["lng"])) == HERE, "the last accepted position"
     assert presence.location_rejections() == {DRIVER: 1}
     (event,) = rejected_events(caplog)
@@ -348,7 +349,7 @@ def test_going_offline_and_online_again_does_not_launder_a_jump(clock, caplog):
     presence.set_online(DRIVER, lat=FAR[0], lng=FAR[1])
 
     assert available() == set()
-    assert presence.driver_state(DRIVER)["online"] == "1"
+    assert driver_state(DRIVER)["online"] == "1"
     assert presence.location_rejections() == {DRIVER: 1}
     assert [e.source for e in rejected_events(caplog)] == ["online"]
 

@@ -8,8 +8,9 @@ pick-up. Presence's clock is set by hand so that "a second apart" is exact.
 
 import pytest
 
-from dispatch import presence, services
-from tests.dispatch.support import PICK_UP, km_north, request_trip
+from dispatch import presence
+from dispatch.loop import trip_offer_next
+from tests.dispatch.support import PICK_UP, driver_state, km_north, request_trip
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -34,7 +35,7 @@ def test_a_driver_jumping_1000_km_a_second_is_not_offered_the_trip_over_an_hones
         clock.advance(1)
         assert post(cheater_app, "/api/driver/location/", km_north(km)).status_code == 204
     trip = request_trip(rider, at=PICK_UP)
-    offer = services.trip_dispatch(trip_id=trip.pk)
+    offer = trip_offer_next(trip_id=trip.pk)
 
     # Then the honest driver is offered the trip
     assert offer.driver_id == honest.pk
@@ -45,4 +46,4 @@ def test_a_driver_jumping_1000_km_a_second_is_not_offered_the_trip_over_an_hones
     assert [e.driver_id for e in events] == [cheater.pk] * 3
     assert all(e.speed_kmh > 3_000_000 for e in events)
     # and the honest driver's position was never in doubt
-    assert presence.driver_state(honest.pk).get("held") is None
+    assert driver_state(honest.pk).get("held") is None

@@ -15,7 +15,7 @@ from django.db.models import Max
 from django.utils import timezone
 
 from dispatch.models import Offer
-from dispatch.services import OVERDUE_GRACE, REDISPATCH_AFTER
+from dispatch.repair import OVERDUE_GRACE, REDISPATCH_AFTER
 from trips.models import Trip
 
 # Margin on top of the sweeper's own delays before something counts as stuck:

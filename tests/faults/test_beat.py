@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from django.utils import timezone
 
-from dispatch.services import OVERDUE_GRACE
+from dispatch.repair import OVERDUE_GRACE
 from tests.dispatch.support import km_north
 from tests.faults.apps import (
     ACCEPT,

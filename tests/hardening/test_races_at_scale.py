@@ -29,7 +29,8 @@ from django.db import connection
 from django.utils import timezone
 
 from dispatch.models import Offer
-from dispatch.services import offer_expire
+from dispatch.offers import offer_expire
+from taxi.infra import push
 from tests.trips.factories import make_offer, make_trip, offer_states
 from trips import events
 from trips.errors import OfferNotAvailable
@@ -120,7 +121,7 @@ class Stream:
         self.loop = asyncio.new_event_loop()
         threading.Thread(target=self.loop.run_forever, daemon=True).start()
         self.layer = channel_layers.make_backend(DEFAULT_CHANNEL_LAYER)
-        self.group = events.user_stream(user_id)
+        self.group = push.user_stream(user_id)
         self.frames: list[dict] = []
         self.channel = self._call(self.layer.new_channel())
         self._call(self.layer.group_add(self.group, self.channel))

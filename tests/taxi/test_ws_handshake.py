@@ -59,13 +59,14 @@ async def test_connects_with_the_session_cookie(ws_connect, rider):
 
 async def test_the_socket_belongs_to_the_token_user(ws_connect, rider, driver):
     """The user behind the token joins their own stream and nobody else's."""
+    from taxi.infra import push
     from trips import events
 
     ws, connected, _ = await ws_connect(driver)
     assert connected
 
-    await events.apush([rider.pk], events.frame("test.push", {"to": "rider"}))
-    await events.apush([driver.pk], events.frame("test.push", {"to": "driver"}))
+    await push.apush([rider.pk], events.frame("test.push", {"to": "rider"}))
+    await push.apush([driver.pk], events.frame("test.push", {"to": "driver"}))
 
     assert await ws.receive_json_from(timeout=5) == {"type": "test.push", "data": {"to": "driver"}}
     assert await ws.receive_nothing()

@@ -5,12 +5,16 @@ exactly as it was, and the side effects that must (or must not) follow commit.
 """
 
 import uuid
+from datetime import timedelta
 
 import pytest
+from django.conf import settings
 from django.utils import timezone
 
+from dispatch.loop import trip_offer_next
 from dispatch.models import Offer
 from dispatch.offers import offer_decline
+from tests.dispatch.support import available, put_online, request_trip
 from tests.trips.factories import (
     ALLOWED,
     ALLOWED_CASES,
@@ -33,7 +37,14 @@ from trips.errors import (
     OfferNotAvailable,
 )
 from trips.models import Trip
-from trips.services import trip_accept, trip_cancel, trip_create, trip_expire, trip_move
+from trips.services import (
+    trip_accept,
+    trip_cancel,
+    trip_create,
+    trip_expire,
+    trip_move,
+    trips_expire_stale,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -472,3 +483,28 @@ def test_decline_leaves_another_drivers_offer_alone(make_user, rider):
 def test_declining_an_unknown_or_malformed_trip_id_is_offer_not_available(driver, trip_id):
     with pytest.raises(OfferNotAvailable):
         offer_decline(trip_id=trip_id, driver=driver)
+
+
+# --- the stale-trip sweep (trips_expire_stale) -------------------------------------
+
+
+@pytest.mark.django_db(transaction=True)
+def test_stale_trips_expire_and_their_offers_are_withdrawn(rider, make_user):
+    near = make_user("driver")
+    put_online(near, 0.4)
+    old = request_trip(rider)
+    offer = trip_offer_next(trip_id=old.pk)
+    age = timedelta(seconds=settings.TRIP_STALE_AFTER_S + 5)
+    Trip.objects.filter(pk=old.pk).update(created=timezone.now() - age)
+    young = request_trip(make_user("rider"))
+
+    assert trips_expire_stale() == 1
+    assert trips_expire_stale() == 0
+
+    old.refresh_from_db()
+    assert (old.status, old.status_reason) == (Trip.Status.EXPIRED, "stale")
+    offer.refresh_from_db()
+    assert offer.status == Offer.Status.REVOKED
+    assert near.pk in available()
+    young.refresh_from_db()
+    assert young.status == Trip.Status.REQUESTED

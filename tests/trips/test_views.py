@@ -14,6 +14,7 @@ from rest_framework.test import APIClient
 from rest_framework.throttling import ScopedRateThrottle
 
 from dispatch.models import Offer
+from taxi.infra import push
 from tests.trips.factories import (
     ALLOWED,
     ALLOWED_CASES,
@@ -722,13 +723,13 @@ async def listen(user_id: int) -> str:
     """A test channel subscribed to `user_id`'s own stream, as their sockets are."""
     layer = get_channel_layer()
     channel = await layer.new_channel("test.listener.")
-    await layer.group_add(events.user_stream(user_id), channel)
+    await layer.group_add(push.user_stream(user_id), channel)
     return channel
 
 
 async def next_push(channel: str) -> dict:
     message = await asyncio.wait_for(get_channel_layer().receive(channel), timeout=5)
-    assert message["type"] == events.STREAM_PUSH
+    assert message["type"] == push.STREAM_PUSH
     return message["frame"]
 
 

@@ -23,7 +23,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT7
 
-from dispatch.services import trip_dispatch
+from dispatch.loop import trip_offer_next
 from tests.trips.factories import TRIP_REQUEST
 from tests.trips.test_consumer import open_socket, socket_with_handlers
 from trips import events
@@ -157,7 +157,7 @@ def test_every_message_type_in_events_is_documented():
 
 @database_sync_to_async
 def dispatch(trip_id: str):
-    return trip_dispatch(trip_id=trip_id)
+    return trip_offer_next(trip_id=trip_id)
 
 
 @database_sync_to_async

@@ -10,11 +10,11 @@ from channels.db import database_sync_to_async
 from django.db import OperationalError
 from django.utils import timezone
 
-from dispatch import keys, presence
+from dispatch import keys
 from dispatch.models import Offer
 from taxi.celery import app
 from taxi.infra.redis import get_redis
-from tests.dispatch.support import next_frame, put_online, queued_tasks, request_trip
+from tests.dispatch.support import driver_state, next_frame, put_online, queued_tasks, request_trip
 from trips.models import Trip
 from workers import tasks
 
@@ -87,7 +87,7 @@ async def test_expire_offer_twice_revokes_once_and_moves_on_once(rider, make_use
     assert revoked["data"]["reason"] == "expired"
     assert await near_ws.receive_nothing(timeout=0.3), "one revoke"
     assert queued_tasks() == [("workers.dispatch_trip", [str(trip.pk)])], "one next dispatch"
-    assert presence.driver_state(near.pk)["state"] == keys.STATE_FREE
+    assert driver_state(near.pk)["state"] == keys.STATE_FREE
 
 
 def test_expire_offer_run_early_waits_for_the_rest_of_the_timeout(rider, make_user):

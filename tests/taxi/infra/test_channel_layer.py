@@ -20,8 +20,8 @@ from channels.testing import WebsocketCommunicator
 from django.test import override_settings
 
 from scripts.stack import free_port
+from taxi.infra import push
 from taxi.settings import redis_dependent_settings
-from trips import events
 from trips.auth import tokens_for
 from trips.consumers import CLOSE_SERVICE_RESTART
 
@@ -119,7 +119,7 @@ async def test_a_handshake_while_redis_is_down_is_refused_then_works_again(redis
     assert connected
     frame = {"type": "trip.updated", "data": {"id": "x"}}
     await get_channel_layer().group_send(
-        events.user_stream(rider.pk), {"type": events.STREAM_PUSH, "frame": frame}
+        push.user_stream(rider.pk), {"type": push.STREAM_PUSH, "frame": frame}
     )
     assert await ws.receive_json_from(timeout=5) == frame
     await ws.disconnect()

@@ -1,0 +1,115 @@
+"""The dispatch loop (DESIGN.md, "The dispatch loop"): offer waiting trips to
+drivers, as the matching policy proposes, until each holds an offer, runs out
+of candidates, or has had its last offer.
+
+Safe to run twice, late, or beside another copy of itself: every offer is
+written by `dispatch.offers.offer_open` under row locks, which re-checks that
+the trip still wants one and the driver is still free.
+"""
+
+import logging
+import time
+from uuid import UUID
+
+from django.conf import settings
+
+from dispatch import policies, presence
+from dispatch.models import Offer
+from dispatch.offers import TripSettled, offer_open
+from dispatch.policies import WaitingTrip
+from trips.models import Trip
+from trips.services import trip_expire
+
+logger = logging.getLogger(__name__)
+
+# Proposals tried per trip and run before the trip waits for the sweeper.
+MAX_RESERVE_ATTEMPTS = 20
+
+
+def trip_offer_next(*, trip_id: UUID) -> Offer | None:
+    """Offer the trip to its next driver (the policy's choice) not yet offered it.
+
+    Quietly does nothing unless the trip is REQUESTED without a live offer.
+    After DISPATCH_MAX_OFFERS offers, or with nobody available in range, the
+    trip becomes EXPIRED (`no_drivers`). Returns the offer made, if any.
+    """
+    started = time.perf_counter()
+    trip = Trip.objects.filter(pk=trip_id).first()
+    if trip is None or trip.status != Trip.Status.REQUESTED:
+        return None
+    earlier = list(Offer.objects.filter(trip=trip).values_list("driver_id", "status"))
+    if any(status == Offer.Status.PENDING for _, status in earlier):
+        return None
+    if len(earlier) >= settings.DISPATCH_MAX_OFFERS:
+        _expire_no_drivers(trip, offers_made=len(earlier))
+        return None
+    waiting = WaitingTrip(
+        trip_id=trip.pk,
+        lat=trip.pick_up_lat,
+        lng=trip.pick_up_lng,
+        exclude=frozenset(driver for driver, _ in earlier),
+    )
+    return _match([(waiting, trip, len(earlier))], started).get(trip.pk)
+
+
+def _candidates(trip: WaitingTrip):
+    return presence.nearest_available(lat=trip.lat, lng=trip.lng, exclude=trip.exclude)
+
+
+def _match(waiting: list[tuple[WaitingTrip, Trip, int]], started: float) -> dict[UUID, Offer]:
+    """Reserve the policy's proposals in order; expire the trips it had
+    nobody for. Returns the offers made, by trip."""
+    trips = {entry.trip_id: (trip, offers_made) for entry, trip, offers_made in waiting}
+    open_ = set(trips)
+    attempts = dict.fromkeys(trips, 0)
+    made: dict[UUID, Offer] = {}
+    proposals = policies.current().assign([entry for entry, _, _ in waiting], _candidates)
+    for proposal in proposals:
+        trip_id = proposal.trip_id
+        if trip_id not in open_:
+            continue
+        if attempts[trip_id] >= MAX_RESERVE_ATTEMPTS:
+            # Everyone tried was busy elsewhere: the sweeper tries again soon.
+            logger.warning("dispatch.reserve_exhausted", extra={"trip_id": str(trip_id)})
+            open_.discard(trip_id)
+        else:
+            attempts[trip_id] += 1
+            try:
+                offer = offer_open(trip_id=trip_id, candidate=proposal.candidate)
+            except TripSettled:
+                open_.discard(trip_id)
+            else:
+                if offer is not None:
+                    made[trip_id] = offer
+                    open_.discard(trip_id)
+                    trip, offers_made = trips[trip_id]
+                    _log_offered(offer, trip, offers_made + 1, started)
+        if not open_:
+            return made
+    for trip_id in open_:
+        # The policy had nobody (left) to propose for this trip.
+        trip, offers_made = trips[trip_id]
+        _expire_no_drivers(trip, offers_made=offers_made)
+    return made
+
+
+def _log_offered(offer: Offer, trip: Trip, offers_made: int, started: float) -> None:
+    logger.info(
+        "dispatch.offered",
+        extra={
+            "trip_id": str(trip.pk),
+            "offer_id": str(offer.pk),
+            "driver_id": offer.driver_id,
+            "distance_km": offer.distance_km,
+            "offers_made": offers_made,
+            "dispatch_ms": round((time.perf_counter() - started) * 1000, 1),
+            "since_request_ms": round((offer.created - trip.created).total_seconds() * 1000, 1),
+        },
+    )
+
+
+def _expire_no_drivers(trip: Trip, *, offers_made: int) -> None:
+    if trip_expire(trip_id=trip.pk, reason=Trip.Reason.NO_DRIVERS) is not None:
+        logger.info(
+            "dispatch.no_drivers", extra={"trip_id": str(trip.pk), "offers_made": offers_made}
+        )

@@ -1,0 +1,42 @@
+"""Work the services hand to the workers, asked for by task name.
+
+The names are the tasks' registered names (`workers.tasks`): part of the
+deployed state, since queued messages and beat's installed periodic tasks
+carry them, so they never change. Sending by name keeps the dependency one
+way: tasks call services, services queue tasks without importing them.
+"""
+
+import logging
+from uuid import UUID
+
+from celery import current_app
+from django.db import transaction
+from kombu.exceptions import KombuError
+from redis.exceptions import RedisError
+
+logger = logging.getLogger(__name__)
+
+DISPATCH_TRIP = "workers.dispatch_trip"
+EXPIRE_OFFER = "workers.expire_offer"
+SWEEP_DISPATCH = "workers.sweep_dispatch"
+EXPIRE_STALE_TRIPS = "workers.expire_stale_trips"
+SWEEP_SILENT_DRIVERS = "workers.sweep_silent_drivers"
+
+
+def dispatch_on_commit(trip_id: UUID) -> None:
+    """Offer the trip to its next driver once the caller's transaction commits.
+
+    Robust: when the broker is down the committed write still stands, the
+    failure is logged, and the sweeper re-dispatches the trip later."""
+    transaction.on_commit(
+        lambda: current_app.send_task(DISPATCH_TRIP, (str(trip_id),)), robust=True
+    )
+
+
+def expire_offer_at_deadline(offer_id: UUID, timeout_s: float) -> None:
+    """Queue the offer's deadline. A failure is logged: the offer row stands,
+    and the sweeper expires it if its deadline task was never queued."""
+    try:
+        current_app.send_task(EXPIRE_OFFER, (str(offer_id),), countdown=timeout_s)
+    except (KombuError, RedisError, OSError):
+        logger.exception("dispatch.expire_queue_failed", extra={"offer_id": str(offer_id)})
