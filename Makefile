@@ -12,7 +12,7 @@ ARGS ?=
 help:
 	@echo "make run     start web, worker and beat (and a private Redis unless REDIS_URL is set)"
 	@echo "make test    lint, then the test suite; pass pytest arguments as ARGS=\"-k offer\""
-	@echo "make lint    ruff check and ruff format --check"
+	@echo "make lint    ruff check, ruff format --check and the import layers (lint-imports)"
 	@echo "make format  sort imports and format the code"
 	@echo "make demo    a stack of its own and a one-minute simulated city; ARGS go to simulate"
 	@echo "make bench   the benchmark (BENCHMARKS.md); ARGS=\"--quick\" or \"--only dispatch\""
@@ -33,6 +33,7 @@ bench: $(VENV)/.installed-runtime
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 
 format: $(VENV)/.installed-dev
 	$(BIN)/ruff check --select I --fix .
