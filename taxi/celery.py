@@ -22,7 +22,7 @@ def _settle_gc(**kwargs) -> None:
 
 # Database connections. Celery's Django fix-up closes every connection before
 # and after every task unless CELERY_DB_REUSE_MAX is set: a new connection
-# per task, which was half of `trip_dispatch`'s time in a worker (21 -> 11 ms,
+# per task, which was half of the dispatch loop's time in a worker (21 -> 11 ms,
 # BENCHMARKS.md). Instead, tasks treat connections as Django treats requests:
 # on PostgreSQL given back to the process's pool after each task (the pool
 # keeps it open; taxi.settings, DB_POOL_MAX), on SQLite kept for CONN_MAX_AGE;
