@@ -4,6 +4,7 @@ import os
 import signal
 
 from celery import Celery, signals
+from django.db import close_old_connections
 
 from taxi.infra.runtime import settle_gc
 
@@ -37,8 +38,6 @@ app.conf.CELERY_DB_REUSE_MAX = 2**62  # the fix-up itself then never closes
 def _recycle_db_connections(sender=None, **kwargs) -> None:
     if getattr(getattr(sender, "request", None), "is_eager", False):
         return  # in the caller's process and transaction (tests)
-    from django.db import close_old_connections
-
     close_old_connections()
 
 
