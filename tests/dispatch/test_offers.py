@@ -2,16 +2,18 @@
 the deadline, once, and never for an offer already answered. Decline, accept
 and revoke are driven through the trip services (tests/trips)."""
 
+import uuid
 from datetime import timedelta
 
 import pytest
 from django.conf import settings
+from django.db import transaction
 from django.utils import timezone
 
 from dispatch import keys
 from dispatch.loop import trip_offer_next
 from dispatch.models import Offer
-from dispatch.offers import offer_expire
+from dispatch.offers import DriverRow, Locked, lock, offer_expire
 from tests.dispatch.support import available, dispatch_tasks_for, driver_state, request_trip
 from trips.models import Trip
 from trips.services import trip_accept
@@ -63,3 +65,32 @@ def test_an_accepted_offer_is_not_expired(rider, driver_at):
     offer.refresh_from_db()
     assert offer.status == Offer.Status.ACCEPTED
     assert driver_state(near.pk)["state"] == keys.STATE_ON_TRIP
+
+
+# --- the locks -------------------------------------------------------------------
+
+
+def test_lock_takes_the_trip_then_reads_the_drivers_row(rider, driver_at):
+    near = driver_at(0.4)
+    trip = request_trip(rider)
+
+    with transaction.atomic():
+        locked = lock(trip.pk, driver_id=near.pk)
+
+    assert locked.trip == trip
+    assert locked.driver == DriverRow(assigned=False, offered=False)
+
+
+def test_lock_without_a_trip_locks_nothing(rider, driver_at):
+    near = driver_at(0.4)
+
+    with transaction.atomic():
+        assert lock("not a trip id", driver_id=near.pk) == Locked(None)
+        assert lock(uuid.uuid4(), driver_id=near.pk) == Locked(None)
+
+
+def test_lock_reads_no_driver_row_for_a_rider(rider, make_user):
+    trip = request_trip(rider)
+
+    with transaction.atomic():
+        assert lock(trip.pk, driver_id=make_user("rider").pk).driver is None
