@@ -127,6 +127,9 @@ class PositionSerializer(serializers.Serializer):
 
 class LocationSerializer(PositionSerializer):
     heading = BoundedFloatField(low=0, high=360, required=False, allow_null=True, default=None)
+    # PROTOCOL.md lets a driver send `speed`, so a bad one is a 400 like any
+    # bad field; nothing uses it (the rider's `driver.location` carries none),
+    # so no service takes it.
     speed = BoundedFloatField(low=0, high=1000, required=False, allow_null=True, default=None)
 
 
