@@ -34,7 +34,7 @@ from trips.throttles import LogInUsernameThrottle, ScopeThrottle
 logger = logging.getLogger(__name__)
 
 
-# 400, 401, 403 and 429 follow from each view's configuration (taxi/openapi.py);
+# 400, 401, 403 and 429 follow from each view's configuration (taxi/infra/openapi.py);
 # the views declare the rest.
 
 
