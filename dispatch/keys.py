@@ -36,7 +36,7 @@ AVAILABLE = PREFIX + "available"
 LAST_SEEN = PREFIX + "last_seen"
 
 # Values of the `state` field of `driver(id)` (the Lua scripts in
-# dispatch/presence.py name its fields).
+# dispatch/scripts.py name its fields).
 STATE_FREE = "free"
 STATE_OFFERED = "offered"
 STATE_ON_TRIP = "on_trip"

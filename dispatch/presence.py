@@ -10,11 +10,11 @@ The database stays the truth about offers and trips. When this module and the
 database disagree (a lost key, a hook that ran late), the dispatch loop's
 checks under row locks decide, and it corrects this module as it goes.
 
-Key names and TTLs: `dispatch.keys`. The sync functions use `get_redis()`;
-`aping` is the event loop's twin of `ping`, on `get_async_redis()`.
+Key names and TTLs: `dispatch.keys`; the scripts: `dispatch.scripts`. The
+sync functions use `get_redis()`; `aping` is the event loop's twin of `ping`,
+on `get_async_redis()`.
 """
 
-import hashlib
 import logging
 import time
 from collections.abc import Collection, Iterator
@@ -22,9 +22,9 @@ from dataclasses import dataclass
 
 from django.conf import settings
 from django.db import transaction
-from redis.exceptions import NoScriptError, RedisError
+from redis.exceptions import RedisError
 
-from dispatch import keys, matching
+from dispatch import keys, matching, scripts
 from taxi.infra.redis import get_async_redis, get_redis
 
 logger = logging.getLogger(__name__)
@@ -45,232 +45,6 @@ LOCATION_JITTER_M = 100.0
 # so a refused driver (a phone that reported a stale place, a driver who flew
 # in) is back in matching within this long at worst.
 LOCATION_MEMORY_S = 3600
-
-
-class _Lua:
-    """A Lua script run by its SHA, loaded into whichever server lacks it
-    (redis-py's `register_script` binds a client; this takes one per call,
-    so the sync client and every per-loop async client share one object)."""
-
-    def __init__(self, source: str) -> None:
-        self.source = source
-        self.sha = hashlib.sha1(source.encode(), usedforsecurity=False).hexdigest()
-
-    def __call__(self, client, keys_: list[str], args: list) -> object:
-        try:
-            return client.evalsha(self.sha, len(keys_), *keys_, *args)
-        except NoScriptError:
-            client.script_load(self.source)
-            return client.evalsha(self.sha, len(keys_), *keys_, *args)
-
-    async def run_async(self, client, keys_: list[str], args: list) -> object:
-        try:
-            return await client.evalsha(self.sha, len(keys_), *keys_, *args)
-        except NoScriptError:
-            await client.script_load(self.source)
-            return await client.evalsha(self.sha, len(keys_), *keys_, *args)
-
-
-# Shared by the scripts that take a position from the driver (a ping, going
-# online): the speed check (LOCATION_MAX_SPEED_KMH) and what follows from it.
-#
-# judge(a, lng, lat, now, speed m/s, jitter m, memory s) compares the new
-# position with `a`, the hash's fix_lng, fix_lat, fix_at: the position the
-# check measures from and its time. It answers
-#   'move': reachable at the top speed; the check measures from here on;
-#   'keep': reachable only with the jitter allowance: the position is used,
-#           but the check keeps measuring from the old one, so allowances
-#           cannot add up ping after ping into a drive no car makes;
-#   'far', metres, seconds: an impossible move, refused.
-# No fix, or one older than the memory (LOCATION_MEMORY_S), and anything
-# goes: a driver is never locked out for longer than that.
-_POSITION_CHECK = """
-local function judge(a, lng, lat, now, speed, jitter, memory)
-  if speed <= 0 or not a[3] then return 'move' end
-  local dt = now - tonumber(a[3])
-  if dt >= memory then return 'move' end
-  if dt < 0 then dt = 0 end
-  local rad = math.pi / 180
-  local p1, p2 = tonumber(a[2]) * rad, lat * rad
-  local s = math.sin((p2 - p1) / 2) ^ 2
-    + math.cos(p1) * math.cos(p2) * math.sin((lng - tonumber(a[1])) * rad / 2) ^ 2
-  local d = 2 * 6372797.560856 * math.asin(math.min(1, math.sqrt(s)))
-  if d <= speed * dt then return 'move' end
-  if d <= speed * dt + jitter then return 'keep' end
-  return 'far', d, dt
-end
-
--- One HSET whatever the verdict (the hot path): 'seen' and the position,
--- and the fix when it moves.
-local function accept(h, verdict, lng, lat, now, held)
-  if verdict == 'move' then
-    redis.call('HSET', h, 'seen', now, 'lng', lng, 'lat', lat,
-               'fix_lng', lng, 'fix_lat', lat, 'fix_at', now)
-  else
-    redis.call('HSET', h, 'seen', now, 'lng', lng, 'lat', lat)
-  end
-  if held then redis.call('HDEL', h, 'held') end
-end
-
--- Where the driver is, is in doubt: out of matching until a position passes
--- (the hash keeps the last accepted one), and the day's count grows.
-local function refuse(h, now, available, counter, member, counter_ttl, d, dt)
-  redis.call('HSET', h, 'seen', now, 'held', '1')
-  redis.call('ZREM', available, member)
-  redis.call('ZINCRBY', counter, 1, member)
-  redis.call('EXPIRE', counter, counter_ttl)
-  return {'far', tostring(d), tostring(dt)}
-end
-"""
-
-# KEYS: available, last_seen, driver hash, the day's refused-position count.
-# ARGV: member, lng, lat, now, driver ttl, index ttl, forward interval,
-#       then the speed check's: speed m/s, jitter m, memory s, count ttl.
-# Returns {'fwd', trip, rider} when this position is due to the rider,
-# {'far', metres, seconds} when the speed check refused it, else nil.
-_PING = _Lua(
-    _POSITION_CHECK
-    + """
-local h = KEYS[3]
-local f = redis.call('HMGET', h, 'online', 'state', 'trip', 'rider', 'fwd',
-                     'fix_lng', 'fix_lat', 'fix_at', 'held')
-local now = tonumber(ARGV[4])
-local verdict, d, dt = judge({f[6], f[7], f[8]}, tonumber(ARGV[2]), tonumber(ARGV[3]), now,
-                             tonumber(ARGV[8]), tonumber(ARGV[9]), tonumber(ARGV[10]))
-if f[1] == '1' then
-  redis.call('ZADD', KEYS[2], ARGV[4], ARGV[1])
-  redis.call('EXPIRE', KEYS[2], ARGV[6])
-end
-if verdict == 'far' then
-  local refused = refuse(h, ARGV[4], KEYS[1], KEYS[4], ARGV[1], ARGV[11], d, dt)
-  redis.call('EXPIRE', h, ARGV[5])
-  return refused
-end
-accept(h, verdict, ARGV[2], ARGV[3], ARGV[4], f[9])
-redis.call('EXPIRE', h, ARGV[5])
-if f[1] == '1' and (not f[2] or f[2] == 'free') then
-  redis.call('GEOADD', KEYS[1], ARGV[2], ARGV[3], ARGV[1])
-  redis.call('EXPIRE', KEYS[1], ARGV[6])
-end
-if f[2] == 'on_trip' and f[3] then
-  if now - tonumber(f[5] or '0') >= tonumber(ARGV[7]) then
-    redis.call('HSET', h, 'fwd', ARGV[4])
-    return {'fwd', f[3], f[4] or ''}
-  end
-end
-return false
-"""
-)
-
-# KEYS: available, last_seen, driver hash, the day's refused-position count.
-# ARGV: member, lng, lat, now, driver ttl, index ttl, state, trip, rider,
-#       then the speed check's: speed m/s, jitter m, memory s, count ttl.
-# Returns {'far', metres, seconds} when the speed check refused the position
-# (the driver is online, but out of matching), else nil.
-_ONLINE = _Lua(
-    _POSITION_CHECK
-    + """
-local h = KEYS[3]
-local a = redis.call('HMGET', h, 'fix_lng', 'fix_lat', 'fix_at', 'held')
-local verdict, d, dt = judge(a, tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]),
-                             tonumber(ARGV[10]), tonumber(ARGV[11]), tonumber(ARGV[12]))
-redis.call('HSET', h, 'online', '1', 'seen', ARGV[4], 'state', ARGV[7])
-if verdict ~= 'far' then accept(h, verdict, ARGV[2], ARGV[3], ARGV[4], a[4]) end
-if ARGV[7] == 'on_trip' then
-  redis.call('HSET', h, 'trip', ARGV[8], 'rider', ARGV[9])
-else
-  redis.call('HDEL', h, 'trip', 'rider', 'fwd')
-end
-redis.call('EXPIRE', h, ARGV[5])
-redis.call('ZADD', KEYS[2], ARGV[4], ARGV[1])
-redis.call('EXPIRE', KEYS[2], ARGV[6])
-if verdict == 'far' then
-  return refuse(h, ARGV[4], KEYS[1], KEYS[4], ARGV[1], ARGV[13], d, dt)
-end
-if ARGV[7] == 'free' then
-  redis.call('GEOADD', KEYS[1], ARGV[2], ARGV[3], ARGV[1])
-  redis.call('EXPIRE', KEYS[1], ARGV[6])
-else
-  redis.call('ZREM', KEYS[1], ARGV[1])
-end
-return false
-"""
-)
-
-# KEYS: available, last_seen, driver hash. ARGV: member, driver ttl.
-_OFFLINE = _Lua("""
-redis.call('ZREM', KEYS[1], ARGV[1])
-redis.call('ZREM', KEYS[2], ARGV[1])
-redis.call('HSET', KEYS[3], 'online', '0')
-redis.call('EXPIRE', KEYS[3], ARGV[2])
-return 1
-""")
-
-# KEYS: available, driver hash. ARGV: member, driver ttl.
-# An offered driver leaves the available set; one on a trip stays on it.
-_OFFERED = _Lua("""
-redis.call('ZREM', KEYS[1], ARGV[1])
-if redis.call('HGET', KEYS[2], 'state') ~= 'on_trip' then
-  redis.call('HSET', KEYS[2], 'state', 'offered')
-end
-redis.call('EXPIRE', KEYS[2], ARGV[2])
-return 1
-""")
-
-# KEYS: available, driver hash. ARGV: member, driver ttl, trip, rider.
-# Returns 0, changing nothing, when that trip has already ended: its release
-# (after a cancel, say) ran first, and the late assign must not undo it.
-_ASSIGNED = _Lua("""
-if redis.call('HGET', KEYS[2], 'ended') == ARGV[3] then return 0 end
-redis.call('ZREM', KEYS[1], ARGV[1])
-redis.call('HSET', KEYS[2], 'state', 'on_trip', 'trip', ARGV[3], 'rider', ARGV[4], 'fwd', '0')
-redis.call('EXPIRE', KEYS[2], ARGV[2])
-return 1
-""")
-
-# KEYS: available, last_seen, driver hash.
-# ARGV: member, now, presence ttl, driver ttl, index ttl, the trip that ended ('' for an offer).
-# Returns 1 when the driver is back in the available set (not while the speed
-# check holds their position in doubt: their next plausible ping brings them back).
-_RELEASED = _Lua("""
-local h = KEYS[3]
-if redis.call('EXISTS', h) == 0 then return 0 end
-redis.call('HSET', h, 'state', 'free')
-if ARGV[6] ~= '' then redis.call('HSET', h, 'ended', ARGV[6]) end
-redis.call('HDEL', h, 'trip', 'rider', 'fwd')
-redis.call('EXPIRE', h, ARGV[4])
-local f = redis.call('HMGET', h, 'online', 'lng', 'lat', 'held')
-if f[1] ~= '1' or not f[2] or not f[3] or f[4] then return 0 end
-local seen = redis.call('ZSCORE', KEYS[2], ARGV[1])
-if not seen or tonumber(ARGV[2]) - tonumber(seen) >= tonumber(ARGV[3]) then return 0 end
-redis.call('GEOADD', KEYS[1], f[2], f[3], ARGV[1])
-redis.call('EXPIRE', KEYS[1], ARGV[5])
-redis.call('EXPIRE', KEYS[2], ARGV[5])
-return 1
-""")
-
-# KEYS: available, last_seen. ARGV: lng, lat, radius km, count.
-# Returns {member, distance km, last seen or nil} nearest first.
-_SEARCH = _Lua("""
-local found = redis.call('GEOSEARCH', KEYS[1], 'FROMLONLAT', ARGV[1], ARGV[2],
-                         'BYRADIUS', ARGV[3], 'km', 'ASC', 'COUNT', ARGV[4], 'WITHDIST')
-local out = {}
-for i, hit in ipairs(found) do
-  out[i] = {hit[1], hit[2], redis.call('ZSCORE', KEYS[2], hit[1])}
-end
-return out
-""")
-
-# KEYS: available, last_seen. ARGV: cutoff, batch.
-# Drivers not heard from since `cutoff` leave both sets; returns their ids.
-_SWEEP_SILENT = _Lua("""
-local silent = redis.call('ZRANGE', KEYS[2], '-inf', ARGV[1], 'BYSCORE', 'LIMIT', 0, ARGV[2])
-for _, member in ipairs(silent) do
-  redis.call('ZREM', KEYS[1], member)
-  redis.call('ZREM', KEYS[2], member)
-end
-return silent
-""")
 
 
 @dataclass(frozen=True, slots=True)
@@ -360,12 +134,12 @@ def ping(driver_id: int, *, lat: float, lng: float) -> Forward | None:
     driver is out of matching until a plausible one arrives; it is logged
     (`dispatch.location_rejected`) and counted (`location_rejections`)."""
     keys_, args = _ping_args(driver_id, lat, lng, _now())
-    return _forward(driver_id, _PING(get_redis(), keys_, args))
+    return _forward(driver_id, scripts.PING(get_redis(), keys_, args))
 
 
 async def aping(driver_id: int, *, lat: float, lng: float) -> Forward | None:
     keys_, args = _ping_args(driver_id, lat, lng, _now())
-    return _forward(driver_id, await _PING.run_async(get_async_redis(), keys_, args))
+    return _forward(driver_id, await scripts.PING.run_async(get_async_redis(), keys_, args))
 
 
 def set_online(
@@ -382,7 +156,7 @@ def set_online(
     for their offer or trip to end. The position passes the speed check of
     `ping` first: going offline and online again does not launder a jump."""
     now = _now()
-    reply = _ONLINE(
+    reply = scripts.ONLINE(
         get_redis(),
         [
             keys.AVAILABLE,
@@ -416,7 +190,7 @@ def location_rejections(day: str | None = None) -> dict[int, int]:
 
 def set_offline(driver_id: int) -> None:
     """No new offers. A trip in progress is kept (and still forwarded)."""
-    _OFFLINE(
+    scripts.OFFLINE(
         get_redis(),
         [keys.AVAILABLE, keys.LAST_SEEN, keys.driver(driver_id)],
         [driver_id, keys.DRIVER_TTL_S],
@@ -429,7 +203,7 @@ def mark_offered(driver_id: int) -> None:
     Runs after the offer commits; a Redis failure is logged, not raised (the
     database's live offer keeps the driver from a second one meanwhile)."""
     try:
-        _OFFERED(
+        scripts.OFFERED(
             get_redis(), [keys.AVAILABLE, keys.driver(driver_id)], [driver_id, keys.DRIVER_TTL_S]
         )
     except RedisError:
@@ -443,7 +217,7 @@ def on_driver_assigned(driver_id: int, *, trip_id, rider_id: int) -> None:
     trip is assigned either way, and the database check keeps the driver from
     being offered another trip meanwhile)."""
     try:
-        _ASSIGNED(
+        scripts.ASSIGNED(
             get_redis(),
             [keys.AVAILABLE, keys.driver(driver_id)],
             [driver_id, keys.DRIVER_TTL_S, str(trip_id), str(rider_id)],
@@ -459,7 +233,7 @@ def on_driver_released(driver_id: int, *, trip_id=None) -> bool:
     should it arrive late (the accept's after-commit work racing a cancel's),
     is ignored instead of putting the driver back on a trip that is over."""
     try:
-        back = _RELEASED(
+        back = scripts.RELEASED(
             get_redis(),
             [keys.AVAILABLE, keys.LAST_SEEN, keys.driver(driver_id)],
             [
@@ -485,7 +259,7 @@ def nearest_available(
     client = get_redis()
 
     def search(radius_km: float, count: int) -> list:
-        reply = _SEARCH(
+        reply = scripts.SEARCH(
             client,
             [keys.AVAILABLE, keys.LAST_SEEN],
             [repr(float(lng)), repr(float(lat)), repr(float(radius_km)), count],
@@ -539,7 +313,9 @@ def sweep_silent(*, batch: int) -> list[int]:
     """Drivers silent for DRIVER_PRESENCE_TTL_S leave the available set (a
     later ping brings them back). Their hash, and so a trip, is kept."""
     cutoff = _now() - settings.DRIVER_PRESENCE_TTL_S
-    removed = _SWEEP_SILENT(get_redis(), [keys.AVAILABLE, keys.LAST_SEEN], [_stamp(cutoff), batch])
+    removed = scripts.SWEEP_SILENT(
+        get_redis(), [keys.AVAILABLE, keys.LAST_SEEN], [_stamp(cutoff), batch]
+    )
     return [int(member) for member in removed]
 
 
