@@ -33,7 +33,7 @@ def clean_redis():
 def fresh_frame_budgets():
     """A user's frame budget outlives their sockets for a moment; a test's
     users (whose ids may be an earlier test's again) start with full ones."""
-    from trips.consumers import user_buckets
+    from trips.frame_limits import user_buckets
 
     user_buckets.clear()
 

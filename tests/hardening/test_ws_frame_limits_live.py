@@ -19,7 +19,7 @@ from django.conf import settings
 
 from tests.web import web_process
 from trips.auth import tokens_for
-from trips.consumers import FLOOD_STRIKES
+from trips.frame_limits import FLOOD_STRIKES
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.e2e]
 

@@ -10,7 +10,7 @@ import pytest
 from django.conf import settings
 
 from tests.trips.test_consumer import QUIET_S, answers_echo, open_socket, receive
-from trips.consumers import FLOOD_STRIKES, FrameRateLimiter
+from trips.frame_limits import FLOOD_STRIKES, FrameRateLimiter
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

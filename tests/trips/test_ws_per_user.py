@@ -15,7 +15,8 @@ from dispatch import keys
 from taxi.infra.redis import get_redis
 from tests.trips.factories import TRIP_REQUEST
 from tests.trips.test_consumer import QUIET_S, answers_echo, open_socket, request
-from trips.consumers import TaxiConsumer, UserBuckets
+from trips.consumers import TaxiConsumer
+from trips.frame_limits import UserBuckets
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -28,7 +28,8 @@ from tests.trips.factories import TRIP_REQUEST
 from tests.trips.test_consumer import open_socket, socket_with_handlers
 from trips import events
 from trips.auth import tokens_for
-from trips.consumers import FLOOD_STRIKES, _handlers
+from trips.consumers import _handlers
+from trips.frame_limits import FLOOD_STRIKES
 from trips.models import Trip
 from trips.services import trip_expire
 
