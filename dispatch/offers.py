@@ -52,15 +52,16 @@ class Locked:
     driver: DriverRow | None = None
 
 
-def lock(trip_id: object, *, driver_id: int | None = None) -> Locked:
+def lock(trip_id: object, *, driver_id: int | None = None, with_people: bool = False) -> Locked:
     """Lock the trip's row, then (with `driver_id`) the driver's: the one
     order every writer takes them in. Call inside a transaction.
 
-    The trip comes with its rider and driver (for the pushes), though only
-    its own row is locked. With no such trip (or no trip id at all) nothing
-    is locked and `trip` is None."""
+    `with_people`: the trip comes with its rider and driver, for a service
+    that pushes the whole trip (only the trip's own row is locked; the
+    dispatch loop's hot path reads neither). With no such trip (or no trip
+    id at all) nothing is locked and `trip` is None."""
     try:
-        trips = Trip.objects.select_related("rider", "driver")
+        trips = Trip.objects.select_related("rider", "driver") if with_people else Trip.objects
         trip = trips.select_for_update(of=("self",)).filter(pk=trip_id).first()
     except (ValidationError, ValueError, TypeError):
         trip = None

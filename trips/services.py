@@ -84,7 +84,7 @@ def _trip_by_idempotency_key(rider: User, key: str) -> Trip | None:
 def trip_accept(*, trip_id: UUID, driver: User) -> Trip:
     """The driver holding the trip's live offer takes it: REQUESTED -> STARTED."""
     with transaction.atomic():
-        trip = lock(trip_id, driver_id=driver.pk).trip
+        trip = lock(trip_id, driver_id=driver.pk, with_people=True).trip
         if trip is None:
             raise OfferNotAvailable()
         offer_take(trip=trip, driver=driver)
@@ -139,7 +139,7 @@ def trip_expire(*, trip_id: UUID, reason: str) -> Trip | None:
     """The service gives up on a REQUESTED trip. Returns None, changing nothing,
     when the trip has already moved on (safe to call twice, or late)."""
     with transaction.atomic():
-        trip = lock(trip_id).trip
+        trip = lock(trip_id, with_people=True).trip
         if trip is None or trip.status != Trip.Status.REQUESTED:
             return None
         offer_revoke_live(trip=trip, reason=events.RevokeReason.EXPIRED)
@@ -167,7 +167,7 @@ def trips_expire_stale(*, batch: int | None = None) -> int:
 
 
 def _lock_trip(trip_id: UUID) -> Trip:
-    trip = lock(trip_id).trip
+    trip = lock(trip_id, with_people=True).trip
     if trip is None:
         raise NotFound()
     return trip
