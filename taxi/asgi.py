@@ -1,4 +1,5 @@
-"""ASGI entry point: HTTP through Django, `/taxi/` WebSockets through Channels."""
+"""ASGI entry point: HTTP through Django; WebSockets through Channels: `/taxi/`
+for riders and drivers, `/ops/stream/` for the staff console."""
 
 import logging
 import os
@@ -11,6 +12,7 @@ django_asgi_app = get_asgi_application()
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from django.urls import path  # noqa: E402
 
+from pages.consumers import OpsStreamConsumer  # noqa: E402
 from taxi.ws import OriginCheck, TokenOrSessionAuth  # noqa: E402
 from trips.consumers import TaxiConsumer  # noqa: E402
 from trips.errors import Unavailable  # noqa: E402
@@ -45,7 +47,10 @@ class RefuseWhenUnavailable:
             await send({"type": "websocket.close"})
 
 
-websocket_urlpatterns = [path("taxi/", TaxiConsumer.as_asgi())]
+websocket_urlpatterns = [
+    path("taxi/", TaxiConsumer.as_asgi()),
+    path("ops/stream/", OpsStreamConsumer.as_asgi()),
+]
 
 application = ProtocolTypeRouter(
     {

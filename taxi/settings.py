@@ -145,6 +145,7 @@ INSTALLED_APPS = [
     "trips",
     "dispatch",
     "workers",
+    "pages",
 ]
 
 MIDDLEWARE = [
@@ -300,7 +301,8 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
-STATIC_ROOT = BASE_DIR / "staticfiles"
+# Movable so a test stack can collect into a directory of its own.
+STATIC_ROOT = Path(os.environ.get("STATIC_ROOT") or BASE_DIR / "staticfiles")
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {
@@ -423,6 +425,31 @@ NEARBY_MIN_RADIUS_KM = env_number("NEARBY_MIN_RADIUS_KM", 0.5)
 # How often the sweeper runs, and how much one run may touch.
 DISPATCH_SWEEP_EVERY_S = env_number("DISPATCH_SWEEP_EVERY_S", 5, minimum=1)
 DISPATCH_SWEEP_BATCH = int(env_number("DISPATCH_SWEEP_BATCH", 200, minimum=1, integer=True))
+
+# Web pages (pages/): maps draw on a plain background unless a tile URL is
+# set, e.g. https://tile.openstreetmap.org/{z}/{x}/{y}.png (the pages then load
+# tiles from that host, and from no other).
+MAP_TILE_URL = os.environ.get("MAP_TILE_URL", "")
+MAP_TILE_ATTRIBUTION = os.environ.get("MAP_TILE_ATTRIBUTION", "")
+
+
+def env_point(name: str, default: str) -> tuple[float, float]:
+    raw = os.environ.get(name) or default
+    try:
+        lat, lng = (float(part) for part in raw.split(","))
+    except ValueError:
+        message = f"{name} must be lat,lng like 38.9,-77.04; got {raw!r}"
+        raise ImproperlyConfigured(message) from None
+    if not (-85 <= lat <= 85 and -180 <= lng <= 180):
+        raise ImproperlyConfigured(f"{name} must be lat,lng within the map; got {raw!r}")
+    return lat, lng
+
+
+# Where the maps open before they know where the user is.
+MAP_CENTER = env_point("MAP_CENTER", "38.9,-77.04")
+# The staff console's stream: how often each web process reads the city and
+# sends what changed (PROTOCOL.md Part 2, "Web pages").
+OPS_TICK_S = env_number("OPS_TICK_S", 1.0, minimum=0.2)
 
 # WebSocket limits (PROTOCOL.md, "WebSocket").
 WS_MAX_FRAME_BYTES = 64 * 1024

@@ -1,0 +1,188 @@
+"""`/ops/stream/`: the staff console's live feed.
+
+One ticker per web process (per event loop) reads the city once every
+OPS_TICK_S while at least one staff socket is open, whatever the number of
+sockets: the cost to Redis and the database does not grow with the audience.
+Each socket gets a snapshot first, then one delta per tick; the JSON of each
+is built once and sent to every socket. A socket that fell behind (its
+previous frame was still being written when the next tick came) gets a fresh
+snapshot instead of a delta it could not apply.
+
+Independent of the rider and driver socket (`trips.consumers`): no channel
+layer, no handlers, nothing read from the client.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import weakref
+from datetime import UTC, datetime
+
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncWebsocketConsumer
+from django.conf import settings
+from django.db import DatabaseError
+from redis.exceptions import RedisError
+
+from pages import ops_state
+
+logger = logging.getLogger(__name__)
+
+SNAPSHOT = "ops.snapshot"
+DELTA = "ops.delta"
+# Layers the console draws only when the service has them (PROTOCOL.md Part 2):
+# surge by cell comes with pricing.
+FEATURES = {"surge": False}
+# The match figures are a database aggregate: refreshed less often than positions.
+STATS_EVERY_TICKS = 5
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
+
+
+def _frame(type_: str, data: dict) -> str:
+    return json.dumps({"type": type_, "data": data}, separators=(",", ":"))
+
+
+@database_sync_to_async
+def _read_database(ended_ids: list[str], with_stats: bool):
+    trips = ops_state.read_trips(ended_ids)
+    return trips, ops_state.match_stats() if with_stats else None
+
+
+class CityTicker:
+    """Reads the city every `interval` seconds for its subscribers."""
+
+    def __init__(self, interval: float) -> None:
+        self.interval = interval
+        self.subscribers: set[OpsStreamConsumer] = set()
+        self.tick = 0
+        self.city = ops_state.City()
+        self.stats: dict = {"match_p50_s": None, "acceptance": None, "offers_answered": 0}
+        self.ended_at: dict[str, float] = {}
+        self.delta_text: str | None = None
+        self._snapshot_text: str | None = None
+        self._task: asyncio.Task | None = None
+
+    def subscribe(self, consumer: OpsStreamConsumer) -> None:
+        self.subscribers.add(consumer)
+        if self.tick:
+            consumer.wake.set()  # the city as last read, at once
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(self._run())
+
+    def unsubscribe(self, consumer: OpsStreamConsumer) -> None:
+        self.subscribers.discard(consumer)
+
+    def frame_after(self, sent_tick: int) -> str:
+        if sent_tick == self.tick - 1 and self.delta_text is not None:
+            return self.delta_text
+        if self._snapshot_text is None:
+            data = {"at": _now(), "tick": self.tick, **ops_state.snapshot(self.city)}
+            self._snapshot_text = _frame(SNAPSHOT, {**data, "features": FEATURES})
+        return self._snapshot_text
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while self.subscribers:
+            began = loop.time()
+            try:
+                await self.advance(loop.time())
+            except (RedisError, OSError, DatabaseError) as exc:
+                # The console shows the last city it had; the next tick retries.
+                logger.warning("ops.read_failed", extra={"error": type(exc).__name__})
+            except Exception:
+                logger.exception("ops.tick_failed")
+            await asyncio.sleep(max(0.0, self.interval - (loop.time() - began)))
+        self.tick, self.city, self.delta_text, self._snapshot_text = 0, ops_state.City(), None, None
+
+    async def advance(self, now: float) -> None:
+        before = self.city
+        # Trips that left the open set since the last tick are read once for
+        # their final status, then kept on the map for a while.
+        kept = {
+            trip_id: trip
+            for trip_id, trip in before.trips.items()
+            if trip["status"] in ("COMPLETED", "CANCELED", "EXPIRED")
+            and now - self.ended_at.get(trip_id, now) < ops_state.ENDED_SHOWN_S
+        }
+        with_stats = self.tick % STATS_EVERY_TICKS == 0
+        was_open = [trip_id for trip_id in before.trips if trip_id not in kept]
+        (open_trips, ended, requests), stats = await _read_database(was_open, with_stats)
+        ended = {trip_id: trip for trip_id, trip in ended.items() if trip_id not in open_trips}
+        for trip_id in ended:
+            self.ended_at[trip_id] = now
+        trips = {**kept, **ended, **open_trips}
+        self.ended_at = {trip_id: at for trip_id, at in self.ended_at.items() if trip_id in trips}
+        also = {trip["driver"] for trip in open_trips.values() if trip["driver"] is not None}
+        drivers = await ops_state.read_drivers(also)
+        if stats is not None:
+            self.stats = stats
+        city = ops_state.City(
+            drivers=drivers, trips=trips, counters=ops_state.counters(drivers, requests, self.stats)
+        )
+        delta = ops_state.diff(before, city)
+        self.tick += 1
+        self.city = city
+        self._snapshot_text = None
+        # Sent every tick even when nothing moved: the console shows how
+        # fresh its picture is.
+        self.delta_text = _frame(DELTA, {"at": _now(), "tick": self.tick, **delta})
+        for consumer in self.subscribers:
+            consumer.wake.set()
+
+
+_tickers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, CityTicker] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def ticker() -> CityTicker:
+    loop = asyncio.get_running_loop()
+    if loop not in _tickers:
+        _tickers[loop] = CityTicker(settings.OPS_TICK_S)
+    return _tickers[loop]
+
+
+class OpsStreamConsumer(AsyncWebsocketConsumer):
+    """Staff only: anyone else is refused at the handshake (403)."""
+
+    async def connect(self) -> None:
+        user = self.scope.get("user")
+        if user is None or not (user.is_active and user.is_staff):
+            logger.info("ops.refused", extra={"user_id": getattr(user, "pk", None)})
+            await self.close()
+            return
+        await self.accept()
+        self.wake = asyncio.Event()
+        self.sent_tick = -1
+        self.sender = asyncio.get_running_loop().create_task(self._send_frames())
+        ticker().subscribe(self)
+        logger.info("ops.connected", extra={"user_id": user.pk})
+
+    async def disconnect(self, code: int) -> None:
+        sender = getattr(self, "sender", None)
+        if sender is None:
+            return
+        ticker().unsubscribe(self)
+        sender.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await sender
+
+    async def receive(self, text_data=None, bytes_data=None) -> None:
+        """The stream is one-way; whatever a client sends is ignored."""
+
+    async def _send_frames(self) -> None:
+        source = ticker()
+        while True:
+            await self.wake.wait()
+            self.wake.clear()
+            if source.tick == self.sent_tick:
+                continue
+            text = source.frame_after(self.sent_tick)
+            self.sent_tick = source.tick
+            await self.send(text_data=text)
