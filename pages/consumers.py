@@ -104,14 +104,16 @@ class CityTicker:
         before = self.city
         # Trips that left the open set since the last tick are read once for
         # their final status, then kept on the map for a while.
+        ended_before = {
+            trip_id: trip for trip_id, trip in before.trips.items() if trip_id in self.ended_at
+        }
         kept = {
             trip_id: trip
-            for trip_id, trip in before.trips.items()
-            if trip["status"] in ("COMPLETED", "CANCELED", "EXPIRED")
-            and now - self.ended_at.get(trip_id, now) < ops_state.ENDED_SHOWN_S
+            for trip_id, trip in ended_before.items()
+            if now - self.ended_at[trip_id] < ops_state.ENDED_SHOWN_S
         }
         with_stats = self.tick % STATS_EVERY_TICKS == 0
-        was_open = [trip_id for trip_id in before.trips if trip_id not in kept]
+        was_open = [trip_id for trip_id in before.trips if trip_id not in ended_before]
         (open_trips, ended, requests), stats = await _read_database(was_open, with_stats)
         ended = {trip_id: trip for trip_id, trip in ended.items() if trip_id not in open_trips}
         for trip_id in ended:

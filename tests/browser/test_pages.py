@@ -117,8 +117,10 @@ def test_a_rider_and_a_driver_take_a_trip_and_the_console_follows(browsers, staf
             "the driver's new position on the console",
         )
         rider.wait(
-            lambda car=car: rider.js("return window.taxiApp.car()")
-            and abs(rider.js("return window.taxiApp.car()")[0] - car[0]) < 1e-6,
+            lambda car=car: (
+                rider.js("return window.taxiApp.car()")
+                and abs(rider.js("return window.taxiApp.car()")[0] - car[0]) < 1e-6
+            ),
             "the car on the rider's map",
         )
     rider.screenshot("car-approaching")
