@@ -18,6 +18,8 @@ from __future__ import annotations
 import argparse
 import http.client
 import os
+import secrets
+import shutil
 import signal
 import socket
 import subprocess
@@ -334,7 +336,18 @@ def command_test(supervisor: Supervisor, pytest_args: Sequence[str]) -> int:
     if failures:
         raise StackError("failed: " + ", ".join(failures), returncode)
     say("lint and tests passed")
+    if not browser_installed():
+        say(
+            "BUT the browser tests (tests/browser/) did not run: no Chromium and chromedriver "
+            "on the PATH (apt-get install chromium chromium-driver)"
+        )
     return 0
+
+
+def browser_installed() -> bool:
+    """What tests/browser/ needs: a Chromium and its driver on the PATH."""
+    browsers = ("chromium", "chromium-browser", "google-chrome")
+    return bool(shutil.which("chromedriver")) and any(map(shutil.which, browsers))
 
 
 def command_redis(supervisor: Supervisor, _args: Sequence[str]) -> int:
@@ -390,6 +403,7 @@ def command_demo(supervisor: Supervisor, simulate_args: Sequence[str]) -> int:
                 supervisor.raise_if_stopped()
                 raise StackError(f"the stack did not come up; see {relative(log)}")
             say(f"demo: the stack is up at http://localhost:{port}/ ; running the city")
+            announce_console(supervisor, int(port), log)
             simulate = [
                 PYTHON, "manage.py", "simulate", "--base-url", f"http://127.0.0.1:{port}",
                 "--duration", "60", "--json", str(demo_dir / "kpis.json"), *simulate_args,
@@ -402,6 +416,32 @@ def command_demo(supervisor: Supervisor, simulate_args: Sequence[str]) -> int:
     if returncode != 0:
         raise StackError(f"the simulation failed (exit {returncode})", returncode)
     return 0
+
+
+DEMO_STAFF_USERNAME = "demo-staff@example.com"
+
+
+def announce_console(supervisor: Supervisor, port: int, log: Path) -> None:
+    """A staff account for the console, with a new password each demo (the
+    demo's database is kept under var/demo), and where to use it."""
+    password = secrets.token_urlsafe(12)
+    env = {**supervisor.env, "STAFF_PASSWORD": password}
+    with log.open("ab") as sink:
+        made = subprocess.run(
+            [PYTHON, "manage.py", "staff_user", DEMO_STAFF_USERNAME],
+            cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=sink, stderr=subprocess.STDOUT,
+            check=False,
+        )  # fmt: skip
+    if made.returncode != 0:
+        say(f"demo: could not make the console's staff account; see {relative(log)}")
+        return
+    say(
+        "demo: watch the city live in the console:\n"
+        f"    console  http://localhost:{port}/ops/\n"
+        f"    log in   {DEMO_STAFF_USERNAME} / {password}  (a staff account made for this demo)\n"
+        f"    app      http://localhost:{port}/app/  (sign up as a rider or a driver and join in)\n"
+        '  the city runs for 60 s; ARGS="--duration 600" makes it longer'
+    )
 
 
 def stop_group(process: subprocess.Popen[bytes], timeout: float) -> None:

@@ -163,6 +163,13 @@ def test_ci_runs_the_documented_test_command():
     assert os.access(ci, os.X_OK)
 
 
+def test_ci_installs_the_browser_and_makes_a_missing_one_a_failure():
+    script = (ROOT / ".ci" / "run").read_text()
+    assert "apt-get install -y -qq chromium chromium-driver" in script
+    assert 'export CI="${CI:-true}"' in script
+    assert script.index("chromium-driver") < script.index("run_suite PostgreSQL")
+
+
 # --- the private Redis of scripts/stack.py -----------------------------------------
 
 

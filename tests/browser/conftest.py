@@ -29,21 +29,19 @@ BROWSER_STACK_ENV = {"DISPATCH_OFFER_TIMEOUT_S": "15", "OPS_TICK_S": "0.5"}
 _skipped: list[str] = []
 
 
-def pytest_terminal_summary(terminalreporter) -> None:
-    if _skipped:
-        bar = "!" * 72
-        terminalreporter.write_line(bar, red=True, bold=True)
-        terminalreporter.write_line(
-            f"BROWSER TESTS DID NOT RUN ({len(_skipped)} skipped): {_skipped[0]}",
-            red=True,
-            bold=True,
-        )
-        terminalreporter.write_line(
-            "Install them (Debian/Ubuntu: apt-get install chromium chromium-driver) "
-            "to test the web pages.",
-            red=True,
-        )
-        terminalreporter.write_line(bar, red=True, bold=True)
+def pytest_unconfigure(config) -> None:
+    """After pytest's own last line, so a green run does not hide it."""
+    reporter = config.pluginmanager.getplugin("terminalreporter")
+    if not _skipped or reporter is None:
+        return
+    bar = "!" * 72
+    for line, markup in (
+        (bar, {"red": True, "bold": True}),
+        (f"THE BROWSER TESTS DID NOT RUN: {_skipped[0]}", {"red": True, "bold": True}),
+        ("Install them (Debian/Ubuntu: apt-get install chromium chromium-driver).", {"red": True}),
+        (bar, {"red": True, "bold": True}),
+    ):
+        reporter.write_line(line, **markup)
 
 
 @pytest.fixture(scope="session")
