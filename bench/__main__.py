@@ -24,14 +24,14 @@ import sys
 import time
 from pathlib import Path
 
-from bench import connections, database, dispatch_latency, echo, ingest
+from bench import connections, database, dispatch_latency, echo, ingest, ops_stream
 from bench.load import Accounts, raise_fd_limit
 from bench.machine import describe
 from bench.report import format_results
 from bench.stack import ROOT, Stack
 from sim.client import Api
 
-MEASUREMENTS = ("dispatch", "ingest", "connections", "echo")
+MEASUREMENTS = ("dispatch", "ingest", "ops", "connections", "echo")
 FULL = {
     "sizes": [100, 1000, 5000],
     "trips": 300,
@@ -43,6 +43,8 @@ FULL = {
     "echo_sockets": 50,
     "echo_window": 4,
     "echo_seconds": 5.0,
+    "ops_drivers": 5000,
+    "ops_seconds": 20.0,
 }
 QUICK = {
     "sizes": [100],
@@ -55,6 +57,8 @@ QUICK = {
     "echo_sockets": 10,
     "echo_window": 4,
     "echo_seconds": 2.0,
+    "ops_drivers": 200,
+    "ops_seconds": 5.0,
 }
 # Throttles and limits that would refuse a load generator on one address.
 STACK_ENV = {
@@ -132,6 +136,8 @@ def accounts_needed(args: argparse.Namespace) -> tuple[int, int]:
         drivers, riders = max(drivers, plan["ingest_drivers"]), max(riders, plan["ingest_drivers"])
     if "connections" in args.only:
         drivers = max(drivers, max(plan["conn_steps"]))
+    if "ops" in args.only:
+        drivers = max(drivers, plan["ops_drivers"])
     if "echo" in args.only:
         riders = max(riders, plan["echo_sockets"])
     return drivers, riders
@@ -159,18 +165,32 @@ async def measure_all(args: argparse.Namespace, stack: Stack, accounts: Accounts
     webs = [child for name, child in stack.children.items() if name.startswith("web")]
     apis = [Api(web.url, max_connections=200) for web in webs]
     pids = [web.pid for web in webs]
+    # A staff console listens to /ops/stream/ during the dispatch and ops steps.
+    cookie = ""
+    if {"dispatch", "ops"} & set(args.only):
+        password = ops_stream.new_password()
+        ops_stream.make_staff(ROOT, stack.base_env, password)
+        cookie = ops_stream.session_cookie(webs[0].url, password)
     try:
         if "dispatch" in args.only:
             results["dispatch"] = await dispatch_latency.measure(
                 apis, accounts.drivers, accounts.riders[:RIDER_POOL], sizes=plan["sizes"],
                 trips=plan["trips"], rate=plan["trip_rate"], concurrency=20, seed=args.seed,
                 say=say, web_pids=pids,
+                staff_listener=lambda: ops_stream.Listener(webs[0].url, cookie),
             )  # fmt: skip
         if "ingest" in args.only:
             n = plan["ingest_drivers"]
             results["ingest"] = await ingest.measure(
                 apis, accounts.drivers[:n], accounts.riders[:n], rates=plan["ingest_rates"],
                 seconds=plan["ingest_seconds"], web_pids=pids, seed=args.seed, say=say,
+            )  # fmt: skip
+        if "ops" in args.only:
+            n = plan["ops_drivers"]
+            results["ops"] = await ops_stream.measure_moving_city(
+                stack.base_env["REDIS_URL"], webs[0].url, cookie,
+                [session.user_id for session in accounts.drivers[:n]],
+                seconds=plan["ops_seconds"], web_pid=webs[0].pid, seed=args.seed, say=say,
             )  # fmt: skip
     finally:
         for api in apis:

@@ -17,9 +17,11 @@ import contextlib
 import logging
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from bench import ops_stream
 from bench.load import CONNECT_CONCURRENCY, close_sockets, open_sockets, summary_ms
 from bench.stack import rss_bytes
 from sim.client import Api, Session, SimError, Socket, is_error
@@ -246,7 +248,10 @@ async def measure(
     seed: int,
     say,
     web_pids: list[int],
+    staff_listener: Callable[[], ops_stream.Listener] | None = None,
 ) -> list[dict]:
+    """`staff_listener`: a staff socket on /ops/stream/ listens during each
+    size's trips (bench/ops_stream.py)."""
     fleet = Fleet(api=apis[0], apis=apis, sessions=drivers, seed=seed)
     rider_sockets = await open_sockets(apis, riders, lambda i: lambda frame, arrived: None)
     pool = list(zip(riders, rider_sockets, strict=True))
@@ -264,11 +269,24 @@ async def measure(
                 warmed = True
             await asyncio.sleep(1.0)
             fleet.offers_unmatched = 0
-            outcomes = await run_trips(
-                fleet, pool, trips=trips, rate=rate, concurrency=concurrency, label=str(size)
-            )
-            await asyncio.sleep(0.5)  # late (stray) offers
+            async with contextlib.AsyncExitStack() as listening:
+                staff = None
+                if staff_listener is not None:
+                    staff = await listening.enter_async_context(staff_listener())
+                began = time.monotonic()
+                outcomes = await run_trips(
+                    fleet, pool, trips=trips, rate=rate, concurrency=concurrency, label=str(size)
+                )
+                await asyncio.sleep(0.5)  # late (stray) offers
+                stream = staff.since(began) if staff else None
             result = summarise(size, outcomes, fleet.offers_unmatched)
+            if stream is not None:
+                result["staff_stream"] = stream
+                say(
+                    f"dispatch: {size} drivers: the staff stream sent {stream['bytes_per_s']} "
+                    f"bytes/s ({stream['frames_per_s']} frames/s) after a "
+                    f"{stream['snapshot_bytes']}-byte snapshot"
+                )
             result["web_rss_mib"] = [round(rss_bytes(pid) / 1024 / 1024, 1) for pid in web_pids]
             lat = result["latency_ms"]
             say(

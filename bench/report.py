@@ -34,6 +34,7 @@ INGEST_HEADERS = [
     "max",
     "web CPU",
 ]
+STREAM_HEADERS = ["drivers", "snapshot bytes", "frames/s", "bytes/s", "largest frame"]
 CONNECTION_HEADERS = ["sockets", "RSS MiB", "KiB/socket", "handshakes/s"]
 ECHO_HEADERS = ["server", "sockets", "window", "replies/s", "server CPU", "client CPU"]
 PATHS = (("all", "latency_ms"), ("ws", "latency_ms_ws"), ("rest", "latency_ms_rest"))
@@ -56,6 +57,15 @@ def _dispatch(results: list[dict]) -> list[str]:
     ]
     stages = ["", "where the time went (server timestamps, ms)"]
     stages.append(table(["drivers", "stage", "p50", "p95", "p99", "max"], stage_rows))
+    stream_rows = [
+        [r["drivers_online"], s["snapshot_bytes"], s["frames_per_s"], s["bytes_per_s"],
+         s["largest_frame_bytes"]]
+        for r in results
+        if (s := r.get("staff_stream"))
+    ]  # fmt: skip
+    if stream_rows:
+        stages += ["", "the staff console's stream (/ops/stream/) meanwhile, to one browser"]
+        stages.append(table(STREAM_HEADERS, stream_rows))
     return [title, table(DISPATCH_HEADERS, rows), *stages]
 
 
@@ -92,10 +102,18 @@ def _echo(e: dict) -> list[str]:
     return [title, table(ECHO_HEADERS, rows)]
 
 
+def _ops(o: dict) -> list[str]:
+    rows = [[o["drivers_moving"], o["snapshot_bytes"], o["frames_per_s"], o["bytes_per_s"],
+             o["largest_frame_bytes"], f"{o['web_cpu_percent']} %"]]  # fmt: skip
+    title = "The staff stream (/ops/stream/) to one browser, every driver moving every second"
+    return [title, table([*STREAM_HEADERS, "web CPU"], rows)]
+
+
 def format_results(results: dict) -> str:
     sections = [
         ("dispatch", _dispatch),
         ("ingest", _ingest),
+        ("ops", _ops),
         ("connections", _connections),
         ("echo", _echo),
     ]

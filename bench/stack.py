@@ -223,8 +223,17 @@ class Stack:
         logger.info("stack.started", extra={"child": name, "pid": process.pid})
         return child
 
-    def add_web(self, name: str, *, wait: bool = False, env: dict[str, str] | None = None) -> Child:
-        port = free_port()
+    def add_web(
+        self,
+        name: str,
+        *,
+        wait: bool = False,
+        env: dict[str, str] | None = None,
+        port: int | None = None,
+    ) -> Child:
+        """A web process on `port` (a free one by default; a stopped web's,
+        to restart it where its clients will reconnect)."""
+        port = port or free_port()
         child_env = {**self.base_env, **(env or {}), "PORT": str(port)}
         argv = argv_for(procfile_commands()["web"], child_env)
         if "-b" in argv:

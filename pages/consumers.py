@@ -4,9 +4,9 @@ One ticker per web process (per event loop) reads the city once every
 OPS_TICK_S while at least one staff socket is open, whatever the number of
 sockets: the cost to Redis and the database does not grow with the audience.
 Each socket gets a snapshot first, then one delta per tick; the JSON of each
-is built once and sent to every socket. A socket that fell behind (its
-previous frame was still being written when the next tick came) gets a fresh
-snapshot instead of a delta it could not apply.
+is built once and sent to every socket, in parts when it is big (FRAME_BYTES).
+A socket that fell behind (its previous frames were still being written when
+the next tick came) gets a fresh snapshot instead of a delta it could not apply.
 
 Independent of the rider and driver socket (`trips.consumers`): no channel
 layer, no handlers, nothing read from the client.
@@ -33,6 +33,10 @@ logger = logging.getLogger(__name__)
 
 SNAPSHOT = "ops.snapshot"
 DELTA = "ops.delta"
+PART = "ops.part"
+# Largest frame sent: daphne refuses to send a message over its limit (the
+# Procfile's 64 KiB), so a big snapshot or delta goes out in parts.
+FRAME_BYTES = 60_000
 # Layers the console draws only when the service has them (PROTOCOL.md Part 2):
 # surge by cell comes with pricing.
 FEATURES = {"surge": False}
@@ -46,6 +50,20 @@ def _now() -> str:
 
 def _frame(type_: str, data: dict) -> str:
     return json.dumps({"type": type_, "data": data}, separators=(",", ":"))
+
+
+def _frames(type_: str, head: dict, changes: dict) -> list[str]:
+    """One frame when it fits in FRAME_BYTES; otherwise a head frame (without
+    the driver and trip rows, naming how many `parts` follow) and the rows in
+    `ops.part` frames of the same tick. ASCII JSON: characters are bytes."""
+    whole = _frame(type_, {**head, **changes})
+    if len(whole) <= FRAME_BYTES:
+        return [whole]
+    rows = {key: changes[key] for key in ("drivers", "trips") if key in changes}
+    rest = {key: value for key, value in changes.items() if key not in rows}
+    parts = ops_state.split(rows, FRAME_BYTES - 100)
+    first = _frame(type_, {**head, **rest, "parts": len(parts)})
+    return [first, *(_frame(PART, {"tick": head["tick"], **part}) for part in parts)]
 
 
 @database_sync_to_async
@@ -64,8 +82,8 @@ class CityTicker:
         self.city = ops_state.City()
         self.stats: dict = {"match_p50_s": None, "acceptance": None, "offers_answered": 0}
         self.ended_at: dict[str, float] = {}
-        self.delta_text: str | None = None
-        self._snapshot_text: str | None = None
+        self.delta_frames: list[str] = []
+        self._snapshot_frames: list[str] = []
         self._task: asyncio.Task | None = None
 
     def subscribe(self, consumer: OpsStreamConsumer) -> None:
@@ -78,13 +96,14 @@ class CityTicker:
     def unsubscribe(self, consumer: OpsStreamConsumer) -> None:
         self.subscribers.discard(consumer)
 
-    def frame_after(self, sent_tick: int) -> str:
-        if sent_tick == self.tick - 1 and self.delta_text is not None:
-            return self.delta_text
-        if self._snapshot_text is None:
-            data = {"at": _now(), "tick": self.tick, **ops_state.snapshot(self.city)}
-            self._snapshot_text = _frame(SNAPSHOT, {**data, "features": FEATURES})
-        return self._snapshot_text
+    def frames_after(self, sent_tick: int) -> list[str]:
+        """What a socket that has the city as of `sent_tick` needs now."""
+        if sent_tick == self.tick - 1 and self.delta_frames:
+            return self.delta_frames
+        if not self._snapshot_frames:
+            head = {"at": _now(), "tick": self.tick, "features": FEATURES}
+            self._snapshot_frames = _frames(SNAPSHOT, head, ops_state.snapshot(self.city))
+        return self._snapshot_frames
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -98,7 +117,7 @@ class CityTicker:
             except Exception:
                 logger.exception("ops.tick_failed")
             await asyncio.sleep(max(0.0, self.interval - (loop.time() - began)))
-        self.tick, self.city, self.delta_text, self._snapshot_text = 0, ops_state.City(), None, None
+        self.tick, self.city, self.delta_frames, self._snapshot_frames = 0, ops_state.City(), [], []
 
     async def advance(self, now: float) -> None:
         before = self.city
@@ -130,10 +149,10 @@ class CityTicker:
         delta = ops_state.diff(before, city)
         self.tick += 1
         self.city = city
-        self._snapshot_text = None
+        self._snapshot_frames = []
         # Sent every tick even when nothing moved: the console shows how
         # fresh its picture is.
-        self.delta_text = _frame(DELTA, {"at": _now(), "tick": self.tick, **delta})
+        self.delta_frames = _frames(DELTA, {"at": _now(), "tick": self.tick}, delta)
         for consumer in self.subscribers:
             consumer.wake.set()
 
@@ -185,6 +204,7 @@ class OpsStreamConsumer(AsyncWebsocketConsumer):
             self.wake.clear()
             if source.tick == self.sent_tick:
                 continue
-            text = source.frame_after(self.sent_tick)
+            frames = source.frames_after(self.sent_tick)
             self.sent_tick = source.tick
-            await self.send(text_data=text)
+            for text in frames:
+                await self.send(text_data=text)

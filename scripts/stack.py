@@ -510,6 +510,7 @@ def announce(port: int) -> None:
     base = f"http://localhost:{port}"
     say(
         "the stack is up:\n"
+        f"    pages   {base}/  (the app {base}/app/, the staff console {base}/ops/)\n"
         f"    API     {base}/api/\n"
         f"    docs    {base}/api/docs/\n"
         f"    admin   {base}/admin/\n"

@@ -102,10 +102,9 @@ def browsers(request, live_stack, browser_paths, tmp_path) -> Iterator[Callable[
     opened: list[Browser] = []
     shots = SHOTS / request.node.name
 
-    def open_browser(name: str) -> Browser:
-        browser = Browser(
-            name, live_stack.web_urls[0], browser_paths, shots, tmp_path / f"profile-{name}"
-        )
+    def open_browser(name: str, base: str | None = None) -> Browser:
+        base = base or live_stack.web_urls[0]
+        browser = Browser(name, base, browser_paths, shots, tmp_path / f"profile-{name}")
         opened.append(browser)
         return browser
 

@@ -11,7 +11,8 @@ import json
 import os
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -138,6 +139,21 @@ class Browser:
                 self.requests.append(params["request"]["url"])
             elif message.get("method") == "Network.webSocketCreated":
                 self.requests.append(params["url"])
+
+    @contextmanager
+    def tolerating(self, *patterns: str) -> Iterator[None]:
+        """Console errors matching one of `patterns` are expected inside this
+        block (a server taken down on purpose); any other still counts."""
+        self.collect_logs()
+        before = len(self.console)
+        yield
+        self.collect_logs()
+        during = self.console[before:]
+        self.console[before:] = [
+            entry
+            for entry in during
+            if entry["level"] != "SEVERE" or not any(p in entry["message"] for p in patterns)
+        ]
 
     def problems(self) -> list[str]:
         """Console errors, and requests that left the page's own host."""

@@ -10,6 +10,7 @@ under var/browser/<test>/.
 import pytest
 
 from tests.browser.support import PHONE
+from tests.e2e.test_trip_flow import App
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -181,3 +182,40 @@ def test_the_landing_page_links_the_pages_and_the_console_is_staff_only(browsers
     visitor.click("link-ops")
     visitor.wait(lambda: "/admin/login/" in visitor.driver.current_url, "the log-in page")
     assert "next=/ops/" in visitor.driver.current_url
+
+
+def test_after_a_dropped_socket_the_app_reconnects_and_re_reads_its_trip(browsers, live_stack):
+    """The rider's web process goes down while the driver (on another web
+    process) picks the rider up: the push is lost with the socket. When the
+    process is back, the app reconnects by itself and re-reads the trip."""
+    rider_web = live_stack.add_web("web2", wait=True)
+    driver_app = App(live_stack.web_urls[0])
+    rider = browsers("rider", base=rider_web.url)
+    sign_up(rider, "riley@example.com", "Riley", "rider")
+    driver_user = driver_app.sign_up_and_log_in("dana@example.com", "driver")
+    token = driver_user["access"]
+    driver_app.call("POST", "/api/driver/online/", {"lat": 38.9, "lng": -77.04}, token)
+
+    rider.click_map(10, 0)
+    rider.click("request")
+    rider.wait_text(STATUS, "REQUESTED")
+    trip_id = rider.js("return window.taxiApp.trip().id")
+    rider.wait(
+        lambda: driver_app.call("POST", f"/api/trip/{trip_id}/accept/", {}, token)[0] == 200,
+        "the driver's accept",
+    )
+    rider.wait_text(STATUS, "STARTED")
+
+    port = int(rider_web.url.rsplit(":", 1)[1])
+    with rider.tolerating("WebSocket connection to", "ERR_CONNECTION_REFUSED"):
+        live_stack.stop_child("web2")
+        rider.wait(lambda: rider.text("connection").startswith("offline"), "the drop noticed")
+        status, moved = driver_app.call(
+            "POST", f"/api/trip/{trip_id}/status/", {"status": "IN_PROGRESS"}, token
+        )
+        assert (status, moved["status"]) == (200, "IN_PROGRESS")
+        assert rider.text(STATUS) == "STARTED", "no socket, no news"
+        live_stack.add_web("web2", wait=True, port=port)
+        rider.wait(lambda: rider.text("connection") == "live", "the socket back", within=45)
+    rider.wait_text(STATUS, "IN_PROGRESS")
+    rider.screenshot("re-read-after-reconnect")

@@ -3,6 +3,7 @@ database and Redis: who may open it, the snapshot, the deltas, and one
 ticker per process however many staff sockets listen."""
 
 import asyncio
+import json
 from datetime import timedelta
 
 import pytest
@@ -82,10 +83,11 @@ async def test_staff_get_a_snapshot_of_drivers_trips_and_counters(ws_connect, st
 
     assert frame["type"] == "ops.snapshot"
     data = frame["data"]
-    assert data["drivers"] == [[driver.pk, 38.9, -77.04, "free"]]
-    assert [(t["id"], t["status"], t["pick"]) for t in data["trips"]] == [
+    assert data["drivers"] == {"set": [[driver.pk, 38.9, -77.04, "free"]], "gone": []}
+    assert [(t["id"], t["status"], t["pick"]) for t in data["trips"]["set"]] == [
         (str(trip.id), "REQUESTED", [38.8977, -77.0365])
     ]
+    assert "parts" not in data, "a small city fits in one frame"
     assert data["counters"]["drivers_online"] == 1
     assert data["counters"]["drivers"]["free"] == 1
     assert data["counters"]["open_requests"] == 1
@@ -177,9 +179,41 @@ async def test_a_socket_that_fell_behind_gets_a_snapshot_not_a_delta(staff):
     await ticker.advance(1.0)
     await ticker.advance(2.0)
 
-    assert ticker.frame_after(ticker.tick - 1) == ticker.delta_text
-    assert '"ops.snapshot"' in ticker.frame_after(ticker.tick - 2)
-    assert '"ops.snapshot"' in ticker.frame_after(-1)
+    assert ticker.frames_after(ticker.tick - 1) == ticker.delta_frames
+    assert '"ops.snapshot"' in ticker.frames_after(ticker.tick - 2)[0]
+    assert '"ops.snapshot"' in ticker.frames_after(-1)[0]
+
+
+async def test_a_big_city_goes_out_in_parts_under_the_frame_limit(ws_connect, staff):
+    """Daphne will not send a message over its 64 KiB limit: the snapshot of
+    thousands of drivers, and a delta of them all moving, come in parts."""
+    drivers = range(1, 4001)
+    for driver_id in drivers:
+        presence.set_online(driver_id, lat=38.9 + driver_id * 1e-5, lng=-77.04)
+    ws = await staff_stream(ws_connect, staff)
+
+    head = await ws.receive_json_from(timeout=10)
+    parts = [await ws.receive_from(timeout=5) for _ in range(head["data"]["parts"])]
+
+    assert head["type"] == "ops.snapshot" and head["data"]["parts"] > 1
+    assert all(len(raw) <= consumers.FRAME_BYTES for raw in parts)
+    rows = [row for raw in parts for row in json.loads(raw)["data"]["drivers"]["set"]]
+    assert sorted(row[0] for row in rows) == list(drivers)
+    assert {json.loads(raw)["type"] for raw in parts} == {"ops.part"}
+    assert {json.loads(raw)["data"]["tick"] for raw in parts} == {head["data"]["tick"]}
+
+    for driver_id in drivers:
+        presence.ping(driver_id, lat=38.8 + driver_id * 1e-5, lng=-77.04)
+    moved, split_deltas = set(), 0
+    async with asyncio.timeout(20):
+        while len(moved) < len(drivers):
+            raw = await ws.receive_from(timeout=10)
+            frame = json.loads(raw)
+            assert len(raw) <= consumers.FRAME_BYTES
+            assert frame["type"] in ("ops.delta", "ops.part")
+            split_deltas += "parts" in frame["data"]
+            moved |= {row[0] for row in frame["data"].get("drivers", {}).get("set", [])}
+    assert split_deltas, "thousands of drivers moving make a delta too big for one frame"
 
 
 def test_time_to_match_and_acceptance_over_the_last_five_minutes(rider, make_user):

@@ -23,13 +23,25 @@ function connect() {
     attempt = 0;
     setConnection("open");
   };
+  // A snapshot, then a delta a tick; either may be followed by `ops.part`
+  // frames of the same tick (a big city does not fit in one frame).
   ws.onmessage = (event) => {
     const frame = JSON.parse(event.data);
-    if (frame.type === "ops.snapshot") snapshot(frame.data);
-    else if (frame.type === "ops.delta") {
-      // Deltas build on the previous tick; a gap means resynchronising.
-      if (frame.data.tick !== tick + 1) return ws.close();
-      delta(frame.data);
+    const data = frame.data;
+    if (frame.type === "ops.snapshot") {
+      clear();
+      $("surge-toggle").hidden = !data.features.surge;
+    } else if (frame.type === "ops.delta" || frame.type === "ops.part") {
+      const expected = frame.type === "ops.delta" ? tick + 1 : tick;
+      // Each builds on what came before; a gap means resynchronising.
+      if (data.tick !== expected) return ws.close();
+    } else {
+      return;
+    }
+    apply(data);
+    if (frame.type === "ops.snapshot" && !fitted && drivers.size) {
+      fitted = true;
+      map.fitBounds(L.latLngBounds([...drivers.values()].map((d) => [d.lat, d.lng])).pad(0.2), { maxZoom: 15 });
     }
   };
   ws.onclose = () => {
@@ -49,23 +61,13 @@ function setConnection(status, delay) {
   }[status];
 }
 
-function snapshot(data) {
+function clear() {
   for (const id of [...drivers.keys()]) removeDriver(id);
   for (const id of [...trips.keys()]) removeTrip(id);
-  for (const row of data.drivers) setDriver(row);
-  for (const trip of data.trips) setTrip(trip);
-  $("surge-toggle").hidden = !data.features.surge;
-  counters(data.counters);
-  tick = data.tick;
-  lastAt = Date.parse(data.at);
   renderTrips();
-  if (!fitted && drivers.size) {
-    fitted = true;
-    map.fitBounds(L.latLngBounds([...drivers.values()].map((d) => [d.lat, d.lng])).pad(0.2), { maxZoom: 15 });
-  }
 }
 
-function delta(data) {
+function apply(data) {
   if (data.drivers) {
     for (const row of data.drivers.set) setDriver(row);
     for (const id of data.drivers.gone) removeDriver(id);
@@ -73,11 +75,11 @@ function delta(data) {
   if (data.trips) {
     for (const trip of data.trips.set) setTrip(trip);
     for (const id of data.trips.gone) removeTrip(id);
-    renderTrips();
   }
+  if (data.trips) renderTrips();
   if (data.counters) counters(data.counters);
   tick = data.tick;
-  lastAt = Date.parse(data.at);
+  if (data.at) lastAt = Date.parse(data.at);
 }
 
 function setDriver([id, lat, lng, state]) {
