@@ -6,3 +6,6 @@ class PagesConfig(AppConfig):
     rider and driver app, and the staff console with its live stream."""
 
     name = "pages"
+
+    def ready(self) -> None:
+        from pages import signals  # noqa: F401 - connects the receiver

@@ -8,8 +8,9 @@ is built once and sent to every socket, in parts when it is big (FRAME_BYTES).
 A socket that fell behind (its previous frames were still being written when
 the next tick came) gets a fresh snapshot instead of a delta it could not apply.
 
-Independent of the rider and driver socket (`trips.consumers`): no channel
-layer, no handlers, nothing read from the client.
+Independent of the rider and driver socket (`trips.consumers`, whose close
+codes it shares): no handlers, nothing read from the client; the channel
+layer only for the user's control messages.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import time
 import weakref
 from datetime import UTC, datetime
 
@@ -28,6 +30,12 @@ from django.db import DatabaseError
 from redis.exceptions import RedisError
 
 from pages import ops_state
+from trips import events, sockets
+from trips.consumers import (
+    CLOSE_CREDENTIALS_REVOKED,
+    CLOSE_SERVICE_RESTART,
+    CLOSE_TOKEN_EXPIRED,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -170,7 +178,12 @@ def ticker() -> CityTicker:
 
 
 class OpsStreamConsumer(AsyncWebsocketConsumer):
-    """Staff only: anyone else is refused at the handshake (403)."""
+    """Staff only: anyone else is refused at the handshake (403).
+
+    Like every socket here, it ends with the credentials that opened it
+    (PROTOCOL.md, "WebSocket, extended"): it listens on its user's own stream
+    for the control message of a log-out or a deactivation (trips.sockets),
+    and closes at an access token's expiry when one opened it."""
 
     async def connect(self) -> None:
         user = self.scope.get("user")
@@ -178,21 +191,57 @@ class OpsStreamConsumer(AsyncWebsocketConsumer):
             logger.info("ops.refused", extra={"user_id": getattr(user, "pk", None)})
             await self.close()
             return
+        self.credentials = self.scope.get("credentials") or sockets.Credentials()
+        try:
+            await self.channel_layer.group_add(events.user_stream(user.pk), self.channel_name)
+        except (RedisError, OSError) as exc:
+            logger.warning("ops.stream_unavailable", extra={"error": type(exc).__name__})
+            await self.close()
+            return
+        self.joined = True
         await self.accept()
         self.wake = asyncio.Event()
         self.sent_tick = -1
-        self.sender = asyncio.get_running_loop().create_task(self._send_frames())
+        loop = asyncio.get_running_loop()
+        self.sender = loop.create_task(self._send_frames())
+        if self.credentials.expires_at is not None:
+            self.expiry = loop.create_task(self._close_at(self.credentials.expires_at))
         ticker().subscribe(self)
         logger.info("ops.connected", extra={"user_id": user.pk})
 
     async def disconnect(self, code: int) -> None:
-        sender = getattr(self, "sender", None)
-        if sender is None:
-            return
-        ticker().unsubscribe(self)
-        sender.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await sender
+        if getattr(self, "joined", False):
+            self.joined = False
+            with contextlib.suppress(RedisError, OSError):  # its entry expires by itself
+                await self.channel_layer.group_discard(
+                    events.user_stream(self.scope["user"].pk), self.channel_name
+                )
+        for name in ("expiry", "sender"):
+            task = getattr(self, name, None)
+            if task is None:
+                continue
+            if name == "sender":
+                ticker().unsubscribe(self)
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def _close_at(self, expires_at: float) -> None:
+        await asyncio.sleep(max(0.0, expires_at - time.time()))
+        await self.close(code=CLOSE_TOKEN_EXPIRED[0], reason=CLOSE_TOKEN_EXPIRED[1])
+
+    # Channel-layer handlers for the user's own stream.
+    async def stream_revoke(self, message: dict) -> None:
+        if sockets.revoke_matches(message, self.credentials):
+            await self.close(code=CLOSE_CREDENTIALS_REVOKED[0], reason=CLOSE_CREDENTIALS_REVOKED[1])
+
+    async def stream_push(self, message: dict) -> None:
+        """The user's rider or driver pushes belong on /taxi/, not here."""
+
+    async def layer_lost(self, message: dict) -> None:
+        # A revocation may have been missed: the console reconnects, and the
+        # handshake checks the session again.
+        await self.close(code=CLOSE_SERVICE_RESTART)
 
     async def receive(self, text_data=None, bytes_data=None) -> None:
         """The stream is one-way; whatever a client sends is ignored."""

@@ -105,10 +105,19 @@ def test_a_rider_and_a_driver_take_a_trip_and_the_console_follows(browsers, staf
         "the driver on a trip on the console",
     )
 
-    # The driver drives: the rider sees the car approach, the console sees it move.
-    for dx, dy in ((30, 10), (38, 18)):
+    # The driver drives (a tap on the map: the car drives there at city
+    # speed): the rider sees the car approach, the console sees it move.
+    driver.js(
+        "const app = window.taxiApp; app.map.setView(app.car(), 18, {animate: false})"
+    )  # a street's scale: a tap ~20 m away, a couple of seconds' drive
+    for dx, dy in ((40, 10), (50, 30)):
+        before = driver.js("return window.taxiApp.car()")
         driver.click_map(dx, dy)
-        car = driver.wait(lambda: driver.js("return window.taxiApp.car()"), "the car")
+        driver.wait(
+            lambda before=before: driver.js("return window.taxiApp.car()") != before, "a move"
+        )
+        driver.wait(lambda: driver.text("position-text").startswith("Car at"), "the arrival")
+        car = driver.js("return window.taxiApp.car()")
         rider.wait(lambda: rider.text("driver-eta").startswith("Car "), "the car's distance")
         ops.wait(
             lambda car=car: (

@@ -8,11 +8,13 @@ from datetime import timedelta
 
 import pytest
 from channels.db import database_sync_to_async
+from django.test import Client
 from django.utils import timezone
 
 from dispatch import presence
 from dispatch.models import Offer
 from pages import consumers, ops_state
+from tests.conftest import PASSWORD
 from tests.dispatch.support import close_sync_thread_connections  # noqa: F401
 from tests.taxi.test_ws_handshake import session_cookie
 from tests.trips.factories import make_offer, make_trip
@@ -105,7 +107,7 @@ async def test_then_one_delta_a_tick_with_only_what_changed(
     snapshot = await ws.receive_json_from(timeout=5)
 
     # The driver moves, the other goes offline, the trip is accepted.
-    presence.ping(driver.pk, lat=38.901, lng=-77.041)
+    presence.ping(driver.pk, lat=38.9003, lng=-77.0403)  # ~40 m: a plausible move
     presence.set_offline(other.pk)
     await database_sync_to_async(
         lambda: Trip.objects.filter(pk=trip.pk).update(status="STARTED", driver=driver, version=2)
@@ -123,7 +125,7 @@ async def test_then_one_delta_a_tick_with_only_what_changed(
     assert ticks == list(range(ticks[0], ticks[0] + len(ticks))), "deltas build on each tick"
     drivers_set = [row for f in frames for row in f["data"].get("drivers", {}).get("set", [])]
     drivers_gone = [i for f in frames for i in f["data"].get("drivers", {}).get("gone", [])]
-    assert drivers_set[-1] == [driver.pk, 38.901, -77.041, "on_trip"]
+    assert drivers_set[-1] == [driver.pk, 38.9003, -77.0403, "on_trip"]
     assert drivers_gone == [other.pk]
     assert frames[-1]["data"]["trips"]["set"][0]["driver"] == driver.pk
 
@@ -203,7 +205,7 @@ async def test_a_big_city_goes_out_in_parts_under_the_frame_limit(ws_connect, st
     assert {json.loads(raw)["data"]["tick"] for raw in parts} == {head["data"]["tick"]}
 
     for driver_id in drivers:
-        presence.ping(driver_id, lat=38.8 + driver_id * 1e-5, lng=-77.04)
+        presence.ping(driver_id, lat=38.9 + driver_id * 1e-5, lng=-77.0403)  # ~30 m west
     moved, split_deltas = set(), 0
     async with asyncio.timeout(20):
         while len(moved) < len(drivers):
@@ -263,3 +265,56 @@ def test_diff_names_what_was_set_and_what_is_gone():
         "drivers": {"set": [[3, 5.0, 6.0, "offered"]], "gone": [2]}
     }
     assert ops_state.diff(after, after) == {}
+
+
+@database_sync_to_async
+def logged_in_client(user) -> tuple[Client, str]:
+    client = Client()
+    response = client.post(
+        "/api/log_in/",
+        {"username": user.username, "password": PASSWORD},
+        content_type="application/json",
+    )
+    assert response.status_code == 200
+    return client, f"sessionid={client.cookies['sessionid'].value}"
+
+
+async def test_logging_out_of_the_admin_closes_the_console_stream(ws_connect, staff):
+    client, cookie = await logged_in_client(staff)
+    other_client, other_cookie = await logged_in_client(staff)
+    headers = [(b"cookie", cookie.encode())]
+    ws, connected, _ = await ws_connect(path="/ops/stream/", headers=headers)
+    other, other_connected, _ = await ws_connect(
+        path="/ops/stream/", headers=[(b"cookie", other_cookie.encode())]
+    )
+    assert connected and other_connected
+    await ws.receive_json_from(timeout=5)
+    await other.receive_json_from(timeout=5)
+
+    response = await database_sync_to_async(client.post)("/admin/logout/")
+
+    assert response.status_code == 200
+    while True:
+        output = await ws.receive_output(timeout=5)
+        if output["type"] == "websocket.close":
+            break
+    assert output["code"] == 4003
+    frame = await other.receive_json_from(timeout=5)
+    assert frame["type"] == "ops.delta", "another session's console stays open"
+
+
+async def test_a_deactivated_staff_members_stream_closes(ws_connect, staff):
+    ws = await staff_stream(ws_connect, staff)
+    await ws.receive_json_from(timeout=5)
+
+    def deactivate():
+        staff.is_active = False
+        staff.save()
+
+    await database_sync_to_async(deactivate)()
+
+    while True:
+        output = await ws.receive_output(timeout=5)
+        if output["type"] == "websocket.close":
+            break
+    assert output["code"] == 4003

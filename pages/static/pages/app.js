@@ -20,7 +20,7 @@ const state = {
   trip: null, // the rider's trip, or the driver's assigned trip
   offer: null, // driver: {offer_id, trip, deadline}
   plan: { pickUp: null, dropOff: null, quote: null },
-  driver: { online: false, position: null, source: "map", watch: null, heartbeat: null },
+  driver: { online: false, position: null, source: "map", watch: null, heartbeat: null, drive: null },
   car: null, // the assigned driver's last position, for the rider
 };
 const layers = { pickUp: null, dropOff: null, car: null, route: null };
@@ -263,7 +263,7 @@ map.on("click", (event) => {
   const point = [Number(event.latlng.lat.toFixed(6)), Number(event.latlng.lng.toFixed(6))];
   const user = api.user;
   if (!user) return;
-  if (user.group === "driver") return moveCar(point);
+  if (user.group === "driver") return placeCar(point);
   if (state.trip && ACTIVE.includes(state.trip.status)) return;
   const plan = state.plan;
   if (!plan.pickUp || plan.dropOff) {
@@ -449,6 +449,7 @@ for (const radio of document.querySelectorAll('input[name="position-source"]')) 
 function useSource(source) {
   const driver = state.driver;
   driver.source = source;
+  clearInterval(driver.drive);
   if (driver.watch !== null) navigator.geolocation.clearWatch(driver.watch);
   driver.watch = null;
   if (source !== "gps") {
@@ -467,13 +468,38 @@ function useSource(source) {
   );
 }
 
-function moveCar(point, heading = null) {
+// A car picked on the map: placed there while offline; once online it drives
+// there at city speed, a position a second, as a phone's positions would
+// come (the service refuses a jump no car could make, LOCATION_MAX_SPEED_KMH).
+const DRIVE_KMH = 50;
+const DRIVE_STEP_MS = 1000;
+
+function placeCar(point) {
+  const driver = state.driver;
+  if (driver.source !== "map") return;
+  clearInterval(driver.drive);
+  if (!driver.online || !driver.position) return moveCar(point);
+  $("position-text").textContent = `Driving to ${fmt(point)}…`;
+  const stepKm = (DRIVE_KMH * DRIVE_STEP_MS) / 3_600_000;
+  driver.drive = setInterval(() => {
+    const here = driver.position;
+    const leftKm = distanceKm(here, point);
+    if (leftKm <= stepKm) {
+      clearInterval(driver.drive);
+      return moveCar(point);
+    }
+    const f = stepKm / leftKm;
+    moveCar([here[0] + (point[0] - here[0]) * f, here[1] + (point[1] - here[1]) * f], null, true);
+  }, DRIVE_STEP_MS);
+}
+
+function moveCar(point, heading = null, driving = false) {
   const driver = state.driver;
   const before = driver.position;
   driver.position = point;
   driver.heading = heading ?? (before ? bearing(before, point) : null);
   layers.car = dot(point, COLORS.car, 8, layers.car);
-  $("position-text").textContent = `Car at ${fmt(point)}`;
+  if (!driving) $("position-text").textContent = `Car at ${fmt(point)}`;
   $("go-online").disabled = false;
   if (driver.online) sendPosition();
   if (!state.trip) map.panTo(point);
