@@ -440,7 +440,7 @@ def announce_console(supervisor: Supervisor, port: int, log: Path) -> None:
         f"    console  http://localhost:{port}/ops/\n"
         f"    log in   {DEMO_STAFF_USERNAME} / {password}  (a staff account made for this demo)\n"
         f"    app      http://localhost:{port}/app/  (sign up as a rider or a driver and join in)\n"
-        '  the city runs for 60 s; ARGS="--duration 600" makes it longer'
+        '  the city runs 60 s unless ARGS says otherwise: make demo ARGS="--duration 600"'
     )
 
 

@@ -44,7 +44,9 @@ function connect() {
       map.fitBounds(L.latLngBounds([...drivers.values()].map((d) => [d.lat, d.lng])).pad(0.2), { maxZoom: 15 });
     }
   };
-  ws.onclose = () => {
+  ws.onclose = (event) => {
+    // The session ended (log-out, deactivation): the page sends us to log in.
+    if (event.code === 4001 || event.code === 4003) return location.reload();
     const delay = Math.min(30_000, 500 * 2 ** attempt) * (0.5 + Math.random() / 2);
     attempt += 1;
     setConnection("closed", delay);

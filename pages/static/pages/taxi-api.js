@@ -128,6 +128,7 @@ export class Stream {
     this.ws = null;
     this.stopped = true;
     this.timer = null;
+    this.credentialsEnded = false;
   }
 
   start() {
@@ -147,6 +148,15 @@ export class Stream {
   }
 
   async open() {
+    // Closed because its credentials ended (4001 token expired, 4003 logged
+    // out elsewhere or revoked): a new access token, or the session is over.
+    if (this.credentialsEnded) {
+      this.credentialsEnded = false;
+      if (!(await this.api.refresh())) {
+        this.onState("logged-out");
+        return;
+      }
+    }
     const access = await this.api.freshAccess();
     if (this.stopped) return;
     if (!access) {
@@ -171,9 +181,10 @@ export class Stream {
       }
       this.onFrame(frame);
     };
-    ws.onclose = () => {
+    ws.onclose = (event) => {
       if (this.ws !== ws || this.stopped) return;
       this.ws = null;
+      this.credentialsEnded = event.code === 4001 || event.code === 4003;
       const delay = Math.min(30_000, 500 * 2 ** this.attempt) * (0.5 + Math.random() / 2);
       this.attempt += 1;
       this.onState("closed", delay);
