@@ -228,3 +228,33 @@ def test_after_a_dropped_socket_the_app_reconnects_and_re_reads_its_trip(browser
         rider.wait(lambda: rider.text("connection") == "live", "the socket back", within=45)
     rider.wait_text(STATUS, "IN_PROGRESS")
     rider.screenshot("re-read-after-reconnect")
+
+
+def test_a_declined_request_expires_and_a_canceled_one_leaves_the_drivers_screen(browsers):
+    driver, rider = browsers("driver"), browsers("rider")
+    sign_up(driver, "dana@example.com", "Dana", "driver")
+    driver.click_map(0, 0)
+    driver.click("go-online")
+    driver.wait_text("driver-state", "online")
+    sign_up(rider, "riley@example.com", "Riley", "rider")
+
+    # The only driver declines: no one is left, the request expires.
+    rider.click_map(20, 10)
+    rider.click("request")
+    driver.wait(lambda: driver.visible("offer"), "the first offer")
+    driver.click("decline-offer")
+    assert not driver.visible("offer")
+    rider.wait_text(STATUS, "EXPIRED")
+    assert "No driver could take this trip" in rider.text("trip-text")
+    rider.screenshot("expired")
+
+    # A new request; the rider cancels while the driver is being asked.
+    rider.click("new-ride")
+    rider.click_map(-20, 10)
+    rider.click("request")
+    driver.wait(lambda: driver.visible("offer"), "the second offer")
+    rider.click("cancel-trip")
+    rider.wait_text(STATUS, "CANCELED")
+    driver.wait(lambda: not driver.visible("offer"), "the offer withdrawn")
+    driver.wait_text("toast", "The rider canceled.")
+    driver.screenshot("offer-withdrawn")
