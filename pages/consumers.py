@@ -30,12 +30,9 @@ from django.db import DatabaseError
 from redis.exceptions import RedisError
 
 from pages import ops_state
-from trips import events, sockets
-from trips.consumers import (
-    CLOSE_CREDENTIALS_REVOKED,
-    CLOSE_SERVICE_RESTART,
-    CLOSE_TOKEN_EXPIRED,
-)
+from taxi.infra import push
+from trips import sockets
+from trips.events import CLOSE_CREDENTIALS_REVOKED, CLOSE_SERVICE_RESTART, CLOSE_TOKEN_EXPIRED
 
 logger = logging.getLogger(__name__)
 
@@ -193,7 +190,7 @@ class OpsStreamConsumer(AsyncWebsocketConsumer):
             return
         self.credentials = self.scope.get("credentials") or sockets.Credentials()
         try:
-            await self.channel_layer.group_add(events.user_stream(user.pk), self.channel_name)
+            await self.channel_layer.group_add(push.user_stream(user.pk), self.channel_name)
         except (RedisError, OSError) as exc:
             logger.warning("ops.stream_unavailable", extra={"error": type(exc).__name__})
             await self.close()
@@ -214,7 +211,7 @@ class OpsStreamConsumer(AsyncWebsocketConsumer):
             self.joined = False
             with contextlib.suppress(RedisError, OSError):  # its entry expires by itself
                 await self.channel_layer.group_discard(
-                    events.user_stream(self.scope["user"].pk), self.channel_name
+                    push.user_stream(self.scope["user"].pk), self.channel_name
                 )
         for name in ("expiry", "sender"):
             task = getattr(self, name, None)

@@ -19,7 +19,7 @@ from django.utils import timezone
 
 from dispatch import keys
 from dispatch.models import Offer
-from taxi.redis import get_async_redis
+from taxi.infra.redis import get_async_redis
 from trips.models import Trip
 
 # Positions to about a metre: finer changes are noise on a city map, and

@@ -328,6 +328,10 @@ def command_test(supervisor: Supervisor, pytest_args: Sequence[str]) -> int:
         ]
         if failures:
             failures[-1] += " (`make format` fixes layout and import order)"
+        # The layers of docs/architecture.md (import-linter's contracts in
+        # pyproject.toml): no import may point up a layer.
+        if supervisor.run([str(Path(PYTHON).with_name("lint-imports"))]) != 0:
+            failures.append("`lint-imports` (a module imports one in a layer above it)")
         returncode = supervisor.run([PYTHON, "-m", "pytest", *pytest_args])
     if returncode == PYTEST_NO_TESTS:
         failures.append("pytest collected no tests")

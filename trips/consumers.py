@@ -33,12 +33,11 @@ from trips.ws_handlers import HANDLERS as TRIP_HANDLERS
 
 logger = logging.getLogger(__name__)
 
-CLOSE_POLICY_VIOLATION = 1008
-CLOSE_TOO_BIG = 1009
-CLOSE_SERVICE_RESTART = 1012
-# PROTOCOL.md, "WebSocket, extended": the credentials that opened the socket ended.
-CLOSE_TOKEN_EXPIRED = (4001, "token_expired")
-CLOSE_CREDENTIALS_REVOKED = (4003, "credentials_revoked")
+CLOSE_POLICY_VIOLATION = events.CLOSE_POLICY_VIOLATION
+CLOSE_TOO_BIG = events.CLOSE_TOO_BIG
+CLOSE_SERVICE_RESTART = events.CLOSE_SERVICE_RESTART
+CLOSE_TOKEN_EXPIRED = events.CLOSE_TOKEN_EXPIRED
+CLOSE_CREDENTIALS_REVOKED = events.CLOSE_CREDENTIALS_REVOKED
 MAX_REQUEST_ID_CHARS = 128
 # A validation message can quote the input (`"<value>" is not a valid choice.`);
 # each is cut to this, and an error frame that would still pass the frame

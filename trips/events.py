@@ -20,6 +20,14 @@ DRIVER_STATUS = "driver.status"
 AUTH_REFRESHED = "auth.refreshed"
 ERROR = "error"
 
+# Close codes every socket of the service uses (PROTOCOL.md, "WebSocket").
+CLOSE_POLICY_VIOLATION = 1008
+CLOSE_TOO_BIG = 1009
+CLOSE_SERVICE_RESTART = 1012
+# PROTOCOL.md, "WebSocket, extended": the credentials that opened the socket ended.
+CLOSE_TOKEN_EXPIRED = (4001, "token_expired")
+CLOSE_CREDENTIALS_REVOKED = (4003, "credentials_revoked")
+
 
 class RevokeReason:
     """`trip.offer.revoked`'s `reason`."""

@@ -68,6 +68,8 @@ class Trip(models.Model):
 
     ACTIVE = ACTIVE
     ASSIGNED = ASSIGNED
+    # No move leaves these (the staff console keeps an ended trip a moment).
+    FINAL = (Status.COMPLETED, Status.CANCELED, Status.EXPIRED)
     # The assigned driver's moves (`trip_move`): picked up, dropped off.
     DRIVER_MOVES = (Status.IN_PROGRESS, Status.COMPLETED)
 
