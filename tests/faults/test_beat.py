@@ -9,9 +9,11 @@ or push. A SIGTERM that lands while beat sends a task stops it all the same.
 """
 
 import asyncio
+import os
 import signal
 import time
 from collections import Counter
+from contextlib import suppress
 from datetime import datetime
 from pathlib import Path
 
@@ -38,6 +40,7 @@ from tests.faults.processes import (
     kill_group,
     log_events,
     log_text,
+    redis_port,
     signal_group,
     task_runs,
     terminate_group,
@@ -79,6 +82,29 @@ def _signal_delivered(pid: int) -> bool:
     return all(int(mask, 16) == 0 for mask in pending)
 
 
+def _sent_to_frozen_redis(pid: int, port: int) -> bool:
+    """A command of the process's lies unread on the frozen Redis's end of one
+    of its connections (/proc/net/tcp's receive queue): it waits for the answer."""
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        with suppress(OSError):
+            target = os.readlink(fd)
+            if target.startswith("socket:["):
+                inodes.add(target[len("socket:[") : -1])
+    rows = [line.split() for line in Path("/proc/net/tcp").read_text().splitlines()[1:]]
+
+    def port_of(address: str) -> int:
+        return int(address.rsplit(":", 1)[1], 16)
+
+    own_ports = {port_of(row[1]) for row in rows if row[9] in inodes and port_of(row[2]) == port}
+    return any(
+        port_of(row[1]) == port
+        and port_of(row[2]) in own_ports
+        and int(row[4].split(":")[1], 16) > 0
+        for row in rows
+    )
+
+
 async def test_sigterm_while_beat_sends_a_task_still_stops_it(fault_stack):
     # Given the real processes, and beat caught sending a task: Redis frozen,
     # so the publish after "Sending due task" waits for Redis's answer (what
@@ -90,10 +116,16 @@ async def test_sigterm_while_beat_sends_a_task_still_stops_it(fault_stack):
     )
     freeze(redis)
     try:
+        # (the next send, or the one it was making as Redis froze: its
+        # command then waits on Redis's side of the connection)
         sent = log_text(beat).count("Sending due task")
+        port = redis_port(stack)
         await asyncio.to_thread(
             wait_until,
-            lambda: log_text(beat).count("Sending due task") > sent,
+            lambda: (
+                log_text(beat).count("Sending due task") > sent
+                or _sent_to_frozen_redis(beat.pid, port)
+            ),
             within=30,
             what="beat sending to the frozen Redis",
         )
