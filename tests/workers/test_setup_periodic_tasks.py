@@ -11,6 +11,14 @@ from workers.schedules import NAME_PREFIX, schedules
 
 pytestmark = pytest.mark.django_db
 
+
+@pytest.fixture(autouse=True)
+def tasks_registered():
+    """The tasks a worker registers when it starts (autodiscovery imports the
+    task modules then, not when the app is created)."""
+    app.loader.import_default_modules()
+
+
 EXPECTED_TASKS = {
     "workers.sweep_dispatch",
     "workers.sweep_silent_drivers",
