@@ -14,9 +14,8 @@ from django.utils import timezone
 from dispatch import presence
 from dispatch.models import Offer
 from pages import consumers, ops_state
-from tests.conftest import PASSWORD
 from tests.dispatch.support import close_sync_thread_connections  # noqa: F401
-from tests.taxi.test_ws_handshake import session_cookie
+from tests.taxi.test_ws_handshake import cookie_of, log_in, session_cookie
 from tests.trips.factories import make_offer, make_trip
 from trips.auth import tokens_for
 from trips.models import Trip
@@ -269,14 +268,8 @@ def test_diff_names_what_was_set_and_what_is_gone():
 
 @database_sync_to_async
 def logged_in_client(user) -> tuple[Client, str]:
-    client = Client()
-    response = client.post(
-        "/api/log_in/",
-        {"username": user.username, "password": PASSWORD},
-        content_type="application/json",
-    )
-    assert response.status_code == 200
-    return client, f"sessionid={client.cookies['sessionid'].value}"
+    client, _ = log_in(user)
+    return client, cookie_of(client)
 
 
 async def test_logging_out_of_the_admin_closes_the_console_stream(ws_connect, staff):

@@ -14,9 +14,9 @@ from trips.models import User
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-@database_sync_to_async
-def session_cookie(user: User, password: str = PASSWORD) -> str:
-    """Log in through the real endpoint; the `Cookie` header a browser would send."""
+def log_in(user: User, password: str = PASSWORD) -> tuple[Client, dict]:
+    """A real log-in through the endpoint: the client holds the session
+    cookie, the answer the token pair."""
     client = Client()
     response = client.post(
         "/api/log_in/",
@@ -24,7 +24,19 @@ def session_cookie(user: User, password: str = PASSWORD) -> str:
         content_type="application/json",
     )
     assert response.status_code == 200
+    return client, response.json()
+
+
+def cookie_of(client: Client) -> str:
+    """The `Cookie` header a browser would send with the client's session."""
     return f"sessionid={client.cookies['sessionid'].value}"
+
+
+@database_sync_to_async
+def session_cookie(user: User, password: str = PASSWORD) -> str:
+    """Log in through the real endpoint; the `Cookie` header a browser would send."""
+    client, _ = log_in(user, password)
+    return cookie_of(client)
 
 
 @database_sync_to_async

@@ -13,7 +13,7 @@ from channels.db import database_sync_to_async
 from django.test import Client
 from rest_framework_simplejwt.tokens import AccessToken, RefreshToken
 
-from tests.conftest import PASSWORD
+from tests.taxi import test_ws_handshake as handshake
 from tests.trips.factories import TRIP_REQUEST
 from tests.trips.test_consumer import QUIET_S, answers_echo, open_socket, request
 from trips.auth import LOGIN_CLAIM, tokens_for
@@ -34,17 +34,8 @@ def short_access_token(user: User, *, seconds: float = SHORT_S) -> str:
     return str(access)
 
 
-@database_sync_to_async
-def log_in(user: User) -> tuple[Client, dict]:
-    """A real log-in: a session (the client's cookie) and a token pair."""
-    client = Client()
-    response = client.post(
-        "/api/log_in/",
-        {"username": user.username, "password": PASSWORD},
-        content_type="application/json",
-    )
-    assert response.status_code == 200
-    return client, response.json()
+# A real log-in: a session (the client's cookie) and a token pair.
+log_in = database_sync_to_async(handshake.log_in)
 
 
 @database_sync_to_async
