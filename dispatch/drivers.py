@@ -14,6 +14,8 @@ from redis.exceptions import RedisError
 from dispatch import keys, presence
 from dispatch.models import Offer
 from dispatch.offers import lock, offer_revoke_live
+from pricing import eta
+from pricing.models import Vehicle
 from taxi.infra.push import apush, push
 from trips import events
 from trips.errors import Forbidden
@@ -34,7 +36,7 @@ def driver_go_online(*, driver: User, lat: float, lng: float) -> None:
     _require_driver(driver)
     trip = (
         Trip.objects.filter(driver=driver, status__in=Trip.ASSIGNED)
-        .values("pk", "rider_id")
+        .only("pk", "rider_id", "status", *Trip.TARGET_FIELDS)
         .first()
     )
     if trip is not None:
@@ -49,11 +51,22 @@ def driver_go_online(*, driver: User, lat: float, lng: float) -> None:
         lat=lat,
         lng=lng,
         state=state,
-        trip_id=trip and trip["pk"],
-        rider_id=trip and trip["rider_id"],
+        trip_id=trip and trip.pk,
+        rider_id=trip and trip.rider_id,
+        target=trip and trip.driver_target(),
+        products=presence.products_field(Vehicle.products_of(driver.pk)),
     )
     push([driver.pk], events.driver_status("online"), is_result=True)
     logger.info("dispatch.driver_online", extra={"driver_id": driver.pk, "state": state})
+
+
+def _eta_s(lat: float, lng: float, forward: presence.Forward) -> int | None:
+    """Seconds from here to where the driver heads, by the straight-line
+    estimator: a position is forwarded up to four times a second per driver,
+    too often to ask a routing engine each time."""
+    if forward.target is None:
+        return None
+    return round(eta.straight_line().route((lat, lng), forward.target).duration_s)
 
 
 def driver_go_offline(*, driver: User) -> None:
@@ -84,7 +97,10 @@ def driver_report_location(
     _require_driver(driver)
     forward = presence.ping(driver.pk, lat=lat, lng=lng)
     if forward is not None:
-        push([forward.rider_id], events.driver_location(forward.trip_id, lat, lng, heading))
+        frame = events.driver_location(
+            forward.trip_id, lat, lng, heading, _eta_s(lat, lng, forward)
+        )
+        push([forward.rider_id], frame)
 
 
 async def driver_report_location_async(
@@ -95,9 +111,10 @@ async def driver_report_location_async(
     forward = await presence.aping(driver.pk, lat=lat, lng=lng)
     if forward is not None:
         try:
-            await apush(
-                [forward.rider_id], events.driver_location(forward.trip_id, lat, lng, heading)
+            frame = events.driver_location(
+                forward.trip_id, lat, lng, heading, _eta_s(lat, lng, forward)
             )
+            await apush([forward.rider_id], frame)
         except RedisError as exc:
             # The position is stored; only this live update is lost, and the
             # driver's next one (seconds away) replaces it.

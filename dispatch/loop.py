@@ -48,12 +48,15 @@ def trip_offer_next(*, trip_id: UUID) -> Offer | None:
         lat=trip.pick_up_lat,
         lng=trip.pick_up_lng,
         exclude=frozenset(driver for driver, _ in earlier),
+        product=trip.product,
     )
     return _match([(waiting, trip, len(earlier))], started).get(trip.pk)
 
 
 def _candidates(trip: WaitingTrip):
-    return presence.nearest_available(lat=trip.lat, lng=trip.lng, exclude=trip.exclude)
+    return presence.nearest_available(
+        lat=trip.lat, lng=trip.lng, exclude=trip.exclude, product=trip.product
+    )
 
 
 def _match(waiting: list[tuple[WaitingTrip, Trip, int]], started: float) -> dict[UUID, Offer]:
@@ -75,7 +78,12 @@ def _match(waiting: list[tuple[WaitingTrip, Trip, int]], started: float) -> dict
         else:
             attempts[trip_id] += 1
             try:
-                offer = offer_open(trip_id=trip_id, candidate=proposal.candidate)
+                trip, _ = trips[trip_id]
+                offer = offer_open(
+                    trip_id=trip_id,
+                    candidate=proposal.candidate,
+                    pick_up=(trip.pick_up_lat, trip.pick_up_lng),
+                )
             except TripSettled:
                 open_.discard(trip_id)
             else:

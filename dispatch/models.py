@@ -28,6 +28,8 @@ class Offer(models.Model):
     closed_at = models.DateTimeField(null=True, blank=True)
     # Straight-line distance from the driver to the pick-up when offered.
     distance_km = models.FloatField(null=True, blank=True)
+    # The estimated time for the driver to reach the pick-up (`trip.offer`).
+    pickup_eta_s = models.PositiveIntegerField(null=True, blank=True)
 
     class Meta:
         ordering = ["created"]

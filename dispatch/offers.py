@@ -21,10 +21,13 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.db.models import Exists, OuterRef
 from django.utils import timezone
+from redis.exceptions import RedisError
 
 from dispatch import presence
 from dispatch.matching import Candidate
 from dispatch.models import Offer
+from pricing import eta
+from pricing.models import Vehicle
 from taxi.infra.push import push, push_on_commit
 from trips import events
 from trips.errors import OfferNotAvailable
@@ -39,10 +42,13 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True, slots=True)
 class DriverRow:
-    """What the locked driver row says: on an active trip, holding a live offer."""
+    """What the locked driver row says: on an active trip, holding a live
+    offer, eligible for the trip's product (its vehicle serves it, or it has
+    no vehicle and the product is DEFAULT_PRODUCT)."""
 
     assigned: bool
     offered: bool
+    eligible: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,7 +67,11 @@ def lock(trip_id: object, *, driver_id: int | None = None, with_people: bool = F
     dispatch loop's hot path reads neither). With no such trip (or no trip
     id at all) nothing is locked and `trip` is None."""
     try:
-        trips = Trip.objects.select_related("rider", "driver") if with_people else Trip.objects
+        trips = (
+            Trip.objects.select_related("rider", "driver", "driver__vehicle")
+            if with_people
+            else Trip.objects
+        )
         trip = trips.select_for_update(of=("self",)).filter(pk=trip_id).first()
     except (ValidationError, ValueError, TypeError):
         trip = None
@@ -69,14 +79,24 @@ def lock(trip_id: object, *, driver_id: int | None = None, with_people: bool = F
         return Locked(trip)
     assigned = Trip.objects.filter(driver_id=OuterRef("pk"), status__in=Trip.ASSIGNED)
     offered = Offer.objects.filter(driver_id=OuterRef("pk"), status=Offer.Status.PENDING)
+    vehicle = Vehicle.objects.filter(driver_id=OuterRef("pk"))
     row = (
         User.objects.select_for_update(of=("self",))
         .filter(pk=driver_id, group=User.Group.DRIVER, is_active=True)
-        .annotate(assigned=Exists(assigned), offered=Exists(offered))
-        .values("assigned", "offered")
+        .annotate(
+            assigned=Exists(assigned),
+            offered=Exists(offered),
+            has_vehicle=Exists(vehicle),
+            serves=Exists(vehicle.filter(products__code=trip.product)),
+        )
+        .values("assigned", "offered", "has_vehicle", "serves")
         .first()
     )
-    return Locked(trip, None if row is None else DriverRow(**row))
+    if row is None:
+        return Locked(trip)
+    default = trip.product == settings.DEFAULT_PRODUCT
+    eligible = row["serves"] or (default and not row["has_vehicle"])
+    return Locked(trip, DriverRow(row["assigned"], row["offered"], eligible))
 
 
 # --- open ------------------------------------------------------------------------
@@ -86,14 +106,20 @@ class TripSettled(Exception):
     """The trip needs no offer now: it moved on, holds one, or has had its last."""
 
 
-def offer_open(*, trip_id: UUID, candidate: Candidate) -> Offer | None:
+def offer_open(
+    *, trip_id: UUID, candidate: Candidate, pick_up: tuple[float, float] | None = None
+) -> Offer | None:
     """Offer the trip to `candidate` if the trip still wants an offer and the
-    driver is still free, both checked under the locks. None when the driver
-    turned out busy (Redis thought them free: corrected after commit);
-    `TripSettled` when the trip no longer wants one. After commit the driver
-    leaves the available set, hears `trip.offer`, and the deadline is queued."""
+    driver is still free and eligible for its product, all checked under the
+    locks. None when the driver turned out busy (Redis thought them free:
+    corrected after commit) or not eligible; `TripSettled` when the trip no
+    longer wants one. After commit the driver leaves the available set, hears
+    `trip.offer`, and the deadline is queued. `pick_up` (lat, lng) lets a
+    routing engine estimate the drive to it (`pickup_eta_s`)."""
     driver_id = candidate.driver_id
     timeout_s = settings.DISPATCH_OFFER_TIMEOUT_S
+    # Before the locks: a routing engine may take up to ETA_TIMEOUT_MS.
+    pickup_eta_s = _pickup_eta_s(candidate, pick_up)
     try:
         with transaction.atomic():
             locked = lock(trip_id, driver_id=driver_id)
@@ -110,6 +136,7 @@ def offer_open(*, trip_id: UUID, candidate: Candidate) -> Offer | None:
                 driver_id=driver_id,
                 expires_at=timezone.now() + timedelta(seconds=timeout_s),
                 distance_km=round(candidate.distance_km, 3),
+                pickup_eta_s=pickup_eta_s,
             )
             transaction.on_commit(lambda: _announce(offer, trip, timeout_s), robust=True)
     except IntegrityError:
@@ -119,11 +146,35 @@ def offer_open(*, trip_id: UUID, candidate: Candidate) -> Offer | None:
     return offer
 
 
+def _pickup_eta_s(candidate: Candidate, pick_up: tuple[float, float] | None) -> int:
+    """The drive from the candidate to the pick-up: by the routing engine when
+    one is configured and the driver's position is known, else by the
+    straight-line estimator from the distance the search measured."""
+    estimator = eta.current()
+    if pick_up is not None and not isinstance(estimator, eta.StraightLine):
+        try:
+            here = presence.position(candidate.driver_id)
+        except RedisError:
+            here = None
+        if here is not None:
+            return round(estimator.route(here, pick_up).duration_s)
+    return round(eta.straight_line().seconds(candidate.distance_km))
+
+
 def _driver_free(driver_id: int, row: DriverRow | None) -> bool:
-    """True for an active driver with no assigned trip and no live offer.
-    When Redis thought them free, it is corrected after commit so they stop
-    coming up in searches."""
+    """True for an active driver with no assigned trip and no live offer,
+    eligible for the trip's product. When Redis thought them free, it is
+    corrected after commit so they stop coming up in searches."""
     if row is None:
+        return False
+    if not row.eligible:
+        # Redis's copy of their products is behind their vehicle (just edited,
+        # or its write after the edit failed): corrected after commit, so the
+        # search stops proposing them for this product.
+        logger.info("dispatch.driver_not_eligible", extra={"driver_id": driver_id})
+        transaction.on_commit(
+            lambda: presence.set_products(driver_id, Vehicle.products_of(driver_id)), robust=True
+        )
         return False
     if row.assigned:
         trip = (
@@ -156,18 +207,26 @@ def _announce(offer: Offer, trip: Trip, timeout_s: float) -> None:
 # --- take, decline ---------------------------------------------------------------
 
 
-def offer_take(*, trip: Trip, driver: User) -> None:
+def offer_take(*, trip: Trip, driver: User) -> int | None:
     """Inside `trip_accept`, under `lock(trip, driver)`: the driver's live
-    offer for the trip becomes ACCEPTED. `OfferNotAvailable` when there is
-    none (expired, declined, withdrawn, taken) or the trip moved on."""
+    offer for the trip becomes ACCEPTED; returns its `pickup_eta_s`.
+    `OfferNotAvailable` when there is none (expired, declined, withdrawn,
+    taken) or the trip moved on."""
+    if trip.status != Trip.Status.REQUESTED:
+        raise OfferNotAvailable()
+    live = Offer.live().filter(trip=trip, driver=driver).values_list("pk", "pickup_eta_s").first()
+    if live is None:
+        raise OfferNotAvailable()
     now = timezone.now()
+    # Conditional still: the deadline may pass between the read and the write.
     taken = (
         Offer.live()
-        .filter(trip=trip, driver=driver)
+        .filter(pk=live[0])
         .update(status=Offer.Status.ACCEPTED, closed_at=now, updated=now)
     )
-    if taken != 1 or trip.status != Trip.Status.REQUESTED:
+    if taken != 1:
         raise OfferNotAvailable()
+    return live[1]
 
 
 def offer_decline(*, trip_id: UUID, driver: User) -> Offer:

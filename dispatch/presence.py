@@ -49,10 +49,25 @@ LOCATION_MEMORY_S = 3600
 
 @dataclass(frozen=True, slots=True)
 class Forward:
-    """A position due to the rider of the driver's trip."""
+    """A position due to the rider of the driver's trip, and where the driver
+    is heading (the pick-up, then the drop-off), as (lat, lng), when known."""
 
     trip_id: str
     rider_id: int
+    target: tuple[float, float] | None = None
+
+
+def products_field(codes: Collection[str] | None) -> str:
+    """The driver hash's `products`: ',standard,xl,' for a vehicle's products,
+    '' for a driver with no vehicle on record (DEFAULT_PRODUCT only)."""
+    return "" if codes is None else "," + ",".join(sorted(codes)) + ","
+
+
+def _point(lng: object, lat: object) -> tuple[float, float] | None:
+    try:
+        return float(lat), float(lng)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
 
 
 def _now() -> float:
@@ -119,10 +134,10 @@ def _refused(driver_id: int, reply: object, source: str) -> bool:
 def _forward(driver_id: int, reply: object) -> Forward | None:
     if not reply or _refused(driver_id, reply, "location"):
         return None
-    _, trip_id, rider_id = reply
+    _, trip_id, rider_id, to_lng, to_lat = reply
     if not trip_id or not str(rider_id).isdigit():
         return None
-    return Forward(trip_id=trip_id, rider_id=int(rider_id))
+    return Forward(trip_id=trip_id, rider_id=int(rider_id), target=_point(to_lng, to_lat))
 
 
 def ping(driver_id: int, *, lat: float, lng: float) -> Forward | None:
@@ -150,11 +165,15 @@ def set_online(
     state: str = keys.STATE_FREE,
     trip_id: object = None,
     rider_id: int | None = None,
+    target: tuple[float, float] | None = None,
+    products: str = "",
 ) -> None:
     """The driver is online at (lat, lng). `state` is what the database says
     they are doing: free drivers enter the available set, the others wait
-    for their offer or trip to end. The position passes the speed check of
-    `ping` first: going offline and online again does not launder a jump."""
+    for their offer or trip to end (`target`: where that trip heads them).
+    `products`: what they may be offered (`products_field`). The position
+    passes the speed check of `ping` first: going offline and online again
+    does not launder a jump."""
     now = _now()
     reply = scripts.ONLINE(
         get_redis(),
@@ -175,9 +194,39 @@ def set_online(
             "" if trip_id is None else str(trip_id),
             "" if rider_id is None else str(rider_id),
             *_position_check_args(),
+            products,
+            *_target_args(target),
         ],
     )
     _refused(driver_id, reply, "online")
+
+
+def _target_args(target: tuple[float, float] | None) -> list[str]:
+    if target is None:
+        return ["", ""]
+    return [repr(float(target[1])), repr(float(target[0]))]
+
+
+def set_products(driver_id: int, codes: Collection[str] | None) -> None:
+    """The driver's vehicle changed: what they may be offered follows at once
+    when they are online (going online writes it otherwise)."""
+    scripts.PRODUCTS(get_redis(), [keys.driver(driver_id)], [products_field(codes)])
+
+
+def set_target(driver_id: int, *, trip_id, target: tuple[float, float] | None) -> None:
+    """The driver on `trip_id` now heads for `target` (the drop-off once the
+    rider is in). After commit; a Redis failure is logged, not raised (only
+    the ETA beside the rider's positions goes stale)."""
+    try:
+        scripts.TARGET(get_redis(), [keys.driver(driver_id)], [str(trip_id), *_target_args(target)])
+    except RedisError:
+        logger.exception("presence.set_target_failed", extra={"driver_id": driver_id})
+
+
+def position(driver_id: int) -> tuple[float, float] | None:
+    """The driver's last accepted position (lat, lng), if Redis knows it."""
+    lng, lat = get_redis().hmget(keys.driver(driver_id), ["lng", "lat"])
+    return _point(lng, lat)
 
 
 def location_rejections(day: str | None = None) -> dict[int, int]:
@@ -210,7 +259,9 @@ def mark_offered(driver_id: int) -> None:
         logger.exception("presence.mark_offered_failed", extra={"driver_id": driver_id})
 
 
-def on_driver_assigned(driver_id: int, *, trip_id, rider_id: int) -> None:
+def on_driver_assigned(
+    driver_id: int, *, trip_id, rider_id: int, target: tuple[float, float] | None = None
+) -> None:
     """The driver took a trip: no more offers; positions now stream to the rider.
 
     Runs after the accept commits; a Redis failure is logged, not raised (the
@@ -220,7 +271,7 @@ def on_driver_assigned(driver_id: int, *, trip_id, rider_id: int) -> None:
         scripts.ASSIGNED(
             get_redis(),
             [keys.AVAILABLE, keys.driver(driver_id)],
-            [driver_id, keys.DRIVER_TTL_S, str(trip_id), str(rider_id)],
+            [driver_id, keys.DRIVER_TTL_S, str(trip_id), str(rider_id), *_target_args(target)],
         )
     except RedisError:
         logger.exception("presence.assign_failed", extra={"driver_id": driver_id})
@@ -252,17 +303,19 @@ def on_driver_released(driver_id: int, *, trip_id=None) -> bool:
 
 
 def nearest_available(
-    *, lat: float, lng: float, exclude: Collection[int] = ()
+    *, lat: float, lng: float, exclude: Collection[int] = (), product: str | None = None
 ) -> Iterator[matching.Candidate]:
     """Available drivers around (lat, lng), ring by ring (DISPATCH_RADII_KM),
-    nearest first, skipping `exclude` and the stale (`matching.ring_search`)."""
+    nearest first, skipping `exclude`, the stale and (with `product`) those
+    not eligible for it (`matching.ring_search`)."""
     client = get_redis()
+    product_args = [product or "", settings.DEFAULT_PRODUCT, keys.driver("")]
 
     def search(radius_km: float, count: int) -> list:
         reply = scripts.SEARCH(
             client,
             [keys.AVAILABLE, keys.LAST_SEEN],
-            [repr(float(lng)), repr(float(lat)), repr(float(radius_km)), count],
+            [repr(float(lng)), repr(float(lat)), repr(float(radius_km)), count, *product_args],
         )
         return [(member, float(distance), seen) for member, distance, seen in reply]
 

@@ -88,14 +88,16 @@ end
 # KEYS: available, last_seen, driver hash, the day's refused-position count.
 # ARGV: member, lng, lat, now, driver ttl, index ttl, forward interval,
 #       then the speed check's: speed m/s, jitter m, memory s, count ttl.
-# Returns {'fwd', trip, rider} when this position is due to the rider,
+# Returns {'fwd', trip, rider, target lng, target lat} when this position is
+# due to the rider (the target: the pick-up, or the drop-off once picked up;
+# '' when unknown),
 # {'far', metres, seconds} when the speed check refused it, else nil.
 PING = Lua(
     POSITION_CHECK
     + """
 local h = KEYS[3]
 local f = redis.call('HMGET', h, 'online', 'state', 'trip', 'rider', 'fwd',
-                     'fix_lng', 'fix_lat', 'fix_at', 'held')
+                     'fix_lng', 'fix_lat', 'fix_at', 'held', 'to_lng', 'to_lat')
 local now = tonumber(ARGV[4])
 local verdict, d, dt = judge({f[6], f[7], f[8]}, tonumber(ARGV[2]), tonumber(ARGV[3]), now,
                              tonumber(ARGV[8]), tonumber(ARGV[9]), tonumber(ARGV[10]))
@@ -117,7 +119,7 @@ end
 if f[2] == 'on_trip' and f[3] then
   if now - tonumber(f[5] or '0') >= tonumber(ARGV[7]) then
     redis.call('HSET', h, 'fwd', ARGV[4])
-    return {'fwd', f[3], f[4] or ''}
+    return {'fwd', f[3], f[4] or '', f[10] or '', f[11] or ''}
   end
 end
 return false
@@ -126,7 +128,9 @@ return false
 
 # KEYS: available, last_seen, driver hash, the day's refused-position count.
 # ARGV: member, lng, lat, now, driver ttl, index ttl, state, trip, rider,
-#       then the speed check's: speed m/s, jitter m, memory s, count ttl.
+#       then the speed check's: speed m/s, jitter m, memory s, count ttl,
+#       then the products served (',standard,xl,'; '' for the default only)
+#       and the trip's target lng, lat ('' when none).
 # Returns {'far', metres, seconds} when the speed check refused the position
 # (the driver is online, but out of matching), else nil.
 ONLINE = Lua(
@@ -138,10 +142,20 @@ local verdict, d, dt = judge(a, tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(A
                              tonumber(ARGV[10]), tonumber(ARGV[11]), tonumber(ARGV[12]))
 redis.call('HSET', h, 'online', '1', 'seen', ARGV[4], 'state', ARGV[7])
 if verdict ~= 'far' then accept(h, verdict, ARGV[2], ARGV[3], ARGV[4], a[4]) end
+if ARGV[14] == '' then
+  redis.call('HDEL', h, 'products')
+else
+  redis.call('HSET', h, 'products', ARGV[14])
+end
 if ARGV[7] == 'on_trip' then
   redis.call('HSET', h, 'trip', ARGV[8], 'rider', ARGV[9])
+  if ARGV[15] ~= '' then
+    redis.call('HSET', h, 'to_lng', ARGV[15], 'to_lat', ARGV[16])
+  else
+    redis.call('HDEL', h, 'to_lng', 'to_lat')
+  end
 else
-  redis.call('HDEL', h, 'trip', 'rider', 'fwd')
+  redis.call('HDEL', h, 'trip', 'rider', 'fwd', 'to_lng', 'to_lat')
 end
 redis.call('EXPIRE', h, ARGV[5])
 redis.call('ZADD', KEYS[2], ARGV[4], ARGV[1])
@@ -179,13 +193,19 @@ redis.call('EXPIRE', KEYS[2], ARGV[2])
 return 1
 """)
 
-# KEYS: available, driver hash. ARGV: member, driver ttl, trip, rider.
+# KEYS: available, driver hash. ARGV: member, driver ttl, trip, rider,
+# the pick-up's lng, lat ('' when unknown).
 # Returns 0, changing nothing, when that trip has already ended: its release
 # (after a cancel, say) ran first, and the late assign must not undo it.
 ASSIGNED = Lua("""
 if redis.call('HGET', KEYS[2], 'ended') == ARGV[3] then return 0 end
 redis.call('ZREM', KEYS[1], ARGV[1])
 redis.call('HSET', KEYS[2], 'state', 'on_trip', 'trip', ARGV[3], 'rider', ARGV[4], 'fwd', '0')
+if ARGV[5] ~= '' then
+  redis.call('HSET', KEYS[2], 'to_lng', ARGV[5], 'to_lat', ARGV[6])
+else
+  redis.call('HDEL', KEYS[2], 'to_lng', 'to_lat')
+end
 redis.call('EXPIRE', KEYS[2], ARGV[2])
 return 1
 """)
@@ -199,7 +219,7 @@ local h = KEYS[3]
 if redis.call('EXISTS', h) == 0 then return 0 end
 redis.call('HSET', h, 'state', 'free')
 if ARGV[6] ~= '' then redis.call('HSET', h, 'ended', ARGV[6]) end
-redis.call('HDEL', h, 'trip', 'rider', 'fwd')
+redis.call('HDEL', h, 'trip', 'rider', 'fwd', 'to_lng', 'to_lat')
 redis.call('EXPIRE', h, ARGV[4])
 local f = redis.call('HMGET', h, 'online', 'lng', 'lat', 'held')
 if f[1] ~= '1' or not f[2] or not f[3] or f[4] then return 0 end
@@ -211,16 +231,57 @@ redis.call('EXPIRE', KEYS[2], ARGV[5])
 return 1
 """)
 
-# KEYS: available, last_seen. ARGV: lng, lat, radius km, count.
-# Returns {member, distance km, last seen or nil} nearest first.
+# KEYS: available, last_seen.
+# ARGV: lng, lat, radius km, count, product ('' for any), the default product,
+#       the driver hashes' key prefix.
+# Returns {member, distance km, last seen or nil} nearest first, every member
+# found: one not eligible for the product (its hash's `products` does not
+# list it; no list means the default product only) comes with nil, like a
+# stale one, so the caller still sees a full page and knows to widen.
 SEARCH = Lua("""
 local found = redis.call('GEOSEARCH', KEYS[1], 'FROMLONLAT', ARGV[1], ARGV[2],
                          'BYRADIUS', ARGV[3], 'km', 'ASC', 'COUNT', ARGV[4], 'WITHDIST')
+local wanted = ',' .. ARGV[5] .. ','
 local out = {}
 for i, hit in ipairs(found) do
-  out[i] = {hit[1], hit[2], redis.call('ZSCORE', KEYS[2], hit[1])}
+  local seen = redis.call('ZSCORE', KEYS[2], hit[1])
+  if ARGV[5] ~= '' and seen then
+    local serves = redis.call('HGET', ARGV[7] .. hit[1], 'products')
+    if serves then
+      if not string.find(serves, wanted, 1, true) then seen = false end
+    elseif ARGV[5] ~= ARGV[6] then
+      seen = false
+    end
+  end
+  out[i] = {hit[1], hit[2], seen}
 end
 return out
+""")
+
+# KEYS: driver hash. ARGV: products (',standard,xl,'; '' for the default only).
+# A driver's vehicle changed: eligibility follows at once if they are online
+# (otherwise going online writes it).
+PRODUCTS = Lua("""
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+if ARGV[1] == '' then
+  redis.call('HDEL', KEYS[1], 'products')
+else
+  redis.call('HSET', KEYS[1], 'products', ARGV[1])
+end
+return 1
+""")
+
+# KEYS: driver hash. ARGV: trip, target lng, lat ('' to clear).
+# The driver on `trip` now heads for another place (the drop-off once the
+# rider is in): `driver.location`'s ETA follows.
+TARGET = Lua("""
+if redis.call('HGET', KEYS[1], 'trip') ~= ARGV[1] then return 0 end
+if ARGV[2] == '' then
+  redis.call('HDEL', KEYS[1], 'to_lng', 'to_lat')
+else
+  redis.call('HSET', KEYS[1], 'to_lng', ARGV[2], 'to_lat', ARGV[3])
+end
+return 1
 """)
 
 # KEYS: available, last_seen. ARGV: cutoff, batch.

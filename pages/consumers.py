@@ -43,8 +43,8 @@ PART = "ops.part"
 # Procfile's 64 KiB), so a big snapshot or delta goes out in parts.
 FRAME_BYTES = 60_000
 # Layers the console draws only when the service has them (PROTOCOL.md Part 2):
-# surge by cell comes with pricing.
-FEATURES = {"surge": False}
+# surge by cell, which the console reads from /api/ops/surge/ (pricing.ops).
+FEATURES = {"surge": True}
 # The match figures are a database aggregate: refreshed less often than positions.
 STATS_EVERY_TICKS = 5
 

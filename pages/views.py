@@ -87,7 +87,13 @@ def rider_and_driver_app(request: HttpRequest) -> HttpResponse:
 @staff_member_required
 @page
 def ops_console(request: HttpRequest) -> HttpResponse:
-    config = {**map_config(), "streamPath": "/ops/stream/", "tickS": settings.OPS_TICK_S}
+    config = {
+        **map_config(),
+        "streamPath": "/ops/stream/",
+        "tickS": settings.OPS_TICK_S,
+        "surgePath": "/api/ops/surge/",
+        "surgeRefreshS": settings.SURGE_REFRESH_S,
+    }
     return render(request, "pages/ops.html", {"config": config})
 
 

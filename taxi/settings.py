@@ -146,6 +146,7 @@ INSTALLED_APPS = [
     "dispatch",
     "workers",
     "pages",
+    "pricing",
 ]
 
 MIDDLEWARE = [
@@ -350,6 +351,8 @@ REST_FRAMEWORK = {
         # The public map, per user: each query is a little of what a search
         # for one driver needs (dispatch/views.py, NEARBY_*).
         "nearby": os.environ.get("THROTTLE_NEARBY", "60/min"),
+        # Quotes, per rider: each prices every product and searches for drivers.
+        "quotes": os.environ.get("THROTTLE_QUOTES", "60/min"),
     },
     # Who the client is, for the per-address throttles: with 0 (the default)
     # the address the connection came from; behind N trusted proxies, the
@@ -425,6 +428,37 @@ NEARBY_MIN_RADIUS_KM = env_number("NEARBY_MIN_RADIUS_KM", 0.5)
 # How often the sweeper runs, and how much one run may touch.
 DISPATCH_SWEEP_EVERY_S = env_number("DISPATCH_SWEEP_EVERY_S", 5, minimum=1)
 DISPATCH_SWEEP_BATCH = int(env_number("DISPATCH_SWEEP_BATCH", 200, minimum=1, integer=True))
+
+# Products, prices and times of arrival (PROTOCOL.md Part 2, "Products,
+# vehicles and prices" and "Times of arrival").
+DEFAULT_PRODUCT = os.environ.get("DEFAULT_PRODUCT", "standard").strip() or "standard"
+QUOTE_TTL_S = env_number("QUOTE_TTL_S", 300, minimum=1)
+# Surge: a multiplier per H3 cell of this resolution, within [1, SURGE_MAX],
+# refreshed by beat every SURGE_REFRESH_S from the supply (available drivers)
+# and the demand (requests over the last SURGE_DEMAND_WINDOW_S) around it,
+# moving at most SURGE_MAX_STEP per refresh.
+SURGE_MAX = env_number("SURGE_MAX", 3.0, minimum=1.0)
+SURGE_H3_RES = int(env_number("SURGE_H3_RES", 8, integer=True))
+if not 0 <= SURGE_H3_RES <= 15:
+    raise ImproperlyConfigured(f"SURGE_H3_RES must be an H3 resolution 0-15; got {SURGE_H3_RES}")
+# PROTOCOL.md: refreshed at least every 60 s.
+SURGE_REFRESH_S = min(60.0, env_number("SURGE_REFRESH_S", 30, minimum=1))
+SURGE_DEMAND_WINDOW_S = env_number("SURGE_DEMAND_WINDOW_S", 300, minimum=60)
+SURGE_MAX_STEP = env_number("SURGE_MAX_STEP", 0.5, minimum=0.1)
+# ETA: straight line x detour factor over an average speed, or a routing
+# engine (OSRM's HTTP API at OSRM_URL) that falls back to it when it fails or
+# takes longer than ETA_TIMEOUT_MS (at most 300).
+ETA_DETOUR_FACTOR = env_number("ETA_DETOUR_FACTOR", 1.3, minimum=1.0)
+ETA_SPEED_KMH = env_number("ETA_SPEED_KMH", 25, minimum=1)
+OSRM_URL = os.environ.get("OSRM_URL", "").strip().rstrip("/")
+ETA_PROVIDER = (
+    os.environ.get("ETA_PROVIDER", "").strip() or ("osrm" if OSRM_URL else "straight_line")
+)
+if ETA_PROVIDER not in ("straight_line", "osrm"):
+    raise ImproperlyConfigured(f"ETA_PROVIDER must be straight_line or osrm; got {ETA_PROVIDER!r}")
+if ETA_PROVIDER == "osrm" and not OSRM_URL:
+    raise ImproperlyConfigured("ETA_PROVIDER=osrm needs OSRM_URL")
+ETA_TIMEOUT_MS = min(300.0, env_number("ETA_TIMEOUT_MS", 300, minimum=10))
 
 # Web pages (pages/): maps draw on a plain background unless a tile URL is
 # set, e.g. https://tile.openstreetmap.org/{z}/{x}/{y}.png (the pages then load
@@ -517,5 +551,9 @@ LOGGING = {
         "django.server": {"handlers": [], "level": LOG_LEVEL, "propagate": True},
         "django.db.backends": {"level": "INFO"},
         "daphne": {"level": "WARNING"},
+        # httpx logs every request's URL at INFO: a routing engine's carry
+        # riders' and drivers' positions, which do not belong in the logs.
+        "httpx": {"level": "WARNING"},
+        "httpcore": {"level": "WARNING"},
     },
 }

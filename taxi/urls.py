@@ -53,6 +53,7 @@ urlpatterns = [
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema", **_PUBLIC), name="docs"),
     path("api/", include("trips.urls")),
     path("api/", include("dispatch.urls")),
+    path("api/", include("pricing.urls")),
     # The landing page, the rider and driver app, the staff console.
     path("", include("pages.urls")),
 ]

@@ -11,6 +11,7 @@ from django.conf import settings
 from rest_framework.test import APIClient
 
 from taxi.infra.redis import get_redis
+from tests.pricing.support import ensure_catalogue
 from trips.auth import tokens_for
 from trips.models import User
 
@@ -36,6 +37,13 @@ def fresh_frame_budgets():
     from trips.frame_limits import user_buckets
 
     user_buckets.clear()
+
+
+@pytest.fixture
+def catalogue(db) -> None:
+    """`standard` and `xl` as the pricing migration ships them: a
+    transactional test's flush removes them for the tests after it."""
+    ensure_catalogue()
 
 
 @pytest.fixture

@@ -14,9 +14,18 @@ class UserAdmin(DjangoUserAdmin):
 
 @admin.register(Trip)
 class TripAdmin(admin.ModelAdmin):
-    list_display = ("id", "status", "status_reason", "rider", "driver", "created", "version")
-    list_filter = ("status", "status_reason")
+    list_display = (
+        "id",
+        "status",
+        "status_reason",
+        "product",
+        "rider",
+        "driver",
+        "created",
+        "version",
+    )
+    list_filter = ("status", "status_reason", "product")
     search_fields = ("id", "rider__username", "driver__username", "pick_up_address")
-    raw_id_fields = ("rider", "driver")
+    raw_id_fields = ("rider", "driver", "rate_card", "quote")
     readonly_fields = ("id", "created", "updated", "version")
     date_hierarchy = "created"

@@ -51,6 +51,18 @@ class ActiveTripExists(DomainError):
     default_detail = "You already have an active trip."
 
 
+class QuoteExpired(DomainError):
+    code = "quote_expired"
+    http_status = 409
+    default_detail = "The quote has expired; ask for a new one."
+
+
+class QuoteMismatch(DomainError):
+    code = "quote_mismatch"
+    http_status = 400
+    default_detail = "The quote is for another product or other places."
+
+
 class RateLimited(DomainError):
     """Too many requests of one kind (the socket's share of a REST throttle)."""
 

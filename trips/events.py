@@ -58,7 +58,9 @@ def trip_updated(trip) -> dict:
 
 def trip_offer(offer, trip, timeout_s: float) -> dict:
     """`trip.offer`: what the driver needs to decide, and no rider identity.
-    `distance_km` is the straight line from the driver to the pick-up."""
+    `distance_km` is the straight line from the driver to the pick-up,
+    `pickup_eta_s` the estimated drive there; `product` and `fare` (the
+    rider's price, when known) say what the ride is."""
     return frame(
         TRIP_OFFER,
         {
@@ -74,6 +76,9 @@ def trip_offer(offer, trip, timeout_s: float) -> dict:
                 "drop_off_lat": trip.drop_off_lat,
                 "drop_off_lng": trip.drop_off_lng,
                 "distance_km": offer.distance_km,
+                "pickup_eta_s": offer.pickup_eta_s,
+                "product": trip.product,
+                "fare": trip.fare,
             },
         },
     )
@@ -94,7 +99,11 @@ def driver_status(status: str) -> dict:
     return frame(DRIVER_STATUS, {"status": status})
 
 
-def driver_location(trip_id: str, lat: float, lng: float, heading: float | None) -> dict:
+def driver_location(
+    trip_id: str, lat: float, lng: float, heading: float | None, eta_s: int | None = None
+) -> dict:
+    """`eta_s`: seconds to the pick-up until the rider is in, then to the
+    drop-off (null without drop-off coordinates)."""
     return frame(
         DRIVER_LOCATION,
         {
@@ -102,6 +111,7 @@ def driver_location(trip_id: str, lat: float, lng: float, heading: float | None)
             "lat": lat,
             "lng": lng,
             "heading": heading,
+            "eta_s": eta_s,
             "at": timezone.now().isoformat(),
         },
     )

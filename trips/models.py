@@ -100,6 +100,25 @@ class Trip(models.Model):
     driver = models.ForeignKey(
         User, on_delete=models.PROTECT, null=True, blank=True, related_name="trips_as_driver"
     )
+    # PROTOCOL.md Part 2, "Products, vehicles and prices": the product asked
+    # for, the rate card version it was priced with (kept after an admin edits
+    # the product's rates), the quote it came from, and its fare
+    # (`pricing.fares.Fare.as_json`: a quote's, an estimate, or final).
+    product = models.CharField(max_length=32, default="standard")
+    rate_card = models.ForeignKey(
+        "pricing.RateCard", on_delete=models.PROTECT, null=True, blank=True, related_name="trips"
+    )
+    quote = models.ForeignKey(
+        "pricing.Quote", on_delete=models.SET_NULL, null=True, blank=True, related_name="trips"
+    )
+    fare = models.JSONField(null=True, blank=True)
+    # The route from pick-up to drop-off as estimated at the request, and the
+    # driver's estimated time to the pick-up (from the quote, then the offer).
+    distance_m = models.PositiveIntegerField(null=True, blank=True)
+    duration_s = models.PositiveIntegerField(null=True, blank=True)
+    pickup_eta_s = models.PositiveIntegerField(null=True, blank=True)
+    # When the rider was picked up: the final fare's ride time starts here.
+    picked_up_at = models.DateTimeField(null=True, blank=True)
     # A client's retry key: the same rider and key return the first trip.
     idempotency_key = models.CharField(  # noqa: DJ001 - null keeps keyless trips out of the index
         max_length=255, null=True, blank=True, editable=False
@@ -141,6 +160,18 @@ class Trip(models.Model):
     @classmethod
     def can_transition(cls, from_status: str, to_status: str, actor: str) -> bool:
         return actor in cls.TRANSITIONS.get((from_status, to_status), frozenset())
+
+    # What `driver_target` reads.
+    TARGET_FIELDS = ("pick_up_lat", "pick_up_lng", "drop_off_lat", "drop_off_lng")
+
+    def driver_target(self) -> tuple[float, float] | None:
+        """Where the assigned driver heads, as (lat, lng): the pick-up until
+        the rider is in, then the drop-off (None when the trip has none)."""
+        if self.status == TripStatus.IN_PROGRESS:
+            lat, lng = self.drop_off_lat, self.drop_off_lng
+        else:
+            lat, lng = self.pick_up_lat, self.pick_up_lng
+        return None if lat is None or lng is None else (lat, lng)
 
     def actor_for(self, user: User) -> str | None:
         """The role `user` plays in this trip, as far as the trip row alone tells."""

@@ -13,7 +13,7 @@ from trips.models import Trip, User
 def trips_visible_to(user: User) -> QuerySet[Trip]:
     """A rider's own trips; a driver's assigned trips and the trip currently
     offered to them."""
-    trips = Trip.objects.select_related("rider", "driver")
+    trips = Trip.objects.select_related("rider", "driver", "driver__vehicle")
     if user.is_driver:
         # At most one live offer per driver (a constraint): look it up first,
         # so the trips query is two indexed conditions, not a subquery per row.

@@ -2,10 +2,12 @@
 
 import math
 
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from pricing.serializers import FareSerializer, VehiclePublicSerializer
 from trips.auth import UserSerializer
-from trips.fields import TextField
+from trips.fields import TextField, UUIDStringField
 from trips.models import Trip
 
 # The latitude range a Redis GEO index accepts (PROTOCOL.md).
@@ -59,12 +61,28 @@ def longitude(**kwargs) -> BoundedFloatField:
     return BoundedFloatField(low=-MAX_LNG, high=MAX_LNG, **kwargs)
 
 
+class AssignedDriverSerializer(UserSerializer):
+    """The trip's driver: the user object and, once assigned, their car."""
+
+    vehicle = serializers.SerializerMethodField()
+
+    class Meta(UserSerializer.Meta):
+        fields = (*UserSerializer.Meta.fields, "vehicle")
+
+    @extend_schema_field(VehiclePublicSerializer(allow_null=True))
+    def get_vehicle(self, driver) -> dict | None:
+        # Reads `driver.vehicle` as selected with the trip (select_related).
+        vehicle = getattr(driver, "vehicle", None)
+        return None if vehicle is None else VehiclePublicSerializer(vehicle).data
+
+
 class TripSerializer(serializers.ModelSerializer):
     """The trip object. A driver who is only offered the trip sees `rider` as
     null: like `trip.offer`, it carries no rider identity before acceptance."""
 
     rider = UserSerializer(read_only=True, allow_null=True)
-    driver = UserSerializer(read_only=True, allow_null=True)
+    driver = AssignedDriverSerializer(read_only=True, allow_null=True)
+    fare = FareSerializer(read_only=True, allow_null=True)
 
     def to_representation(self, instance: Trip) -> dict:
         data = super().to_representation(instance)
@@ -91,8 +109,22 @@ class TripSerializer(serializers.ModelSerializer):
             "drop_off_lng",
             "rider",
             "driver",
+            "product",
+            "fare",
+            "distance_m",
+            "duration_s",
+            "pickup_eta_s",
         )
         read_only_fields = fields
+        extra_kwargs = {  # noqa: RUF012 - DRF reads it as a class attribute
+            "product": {"help_text": "The product's code (GET /api/products/)."},
+            "distance_m": {"help_text": "The route from pick-up to drop-off as estimated."},
+            "duration_s": {"help_text": "The ride time as estimated at the request."},
+            "pickup_eta_s": {
+                "help_text": "The driver's estimated drive to the pick-up (from the quote, "
+                "then the accepted offer)."
+            },
+        }
 
 
 BOTH_OR_NEITHER = "Optional; give both drop-off coordinates, or neither."
@@ -110,6 +142,20 @@ class TripCreateSerializer(serializers.Serializer):
     )
     drop_off_lng = longitude(
         required=False, allow_null=True, default=None, help_text=BOTH_OR_NEITHER
+    )
+
+    product = serializers.SlugField(
+        max_length=32,
+        required=False,
+        allow_null=True,
+        default=None,
+        help_text="A product code (GET /api/products/); DEFAULT_PRODUCT when none.",
+    )
+    quote_id = UUIDStringField(
+        required=False,
+        allow_null=True,
+        default=None,
+        help_text="A quote of the caller's (POST /api/quotes/): the trip keeps its price.",
     )
 
     def validate(self, attrs: dict) -> dict:

@@ -12,10 +12,13 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
+from redis.exceptions import RedisError
 
 from dispatch import presence
 from dispatch.models import Offer
 from dispatch.offers import lock, offer_revoke_live, offer_take
+from pricing import surge
+from pricing.quotes import final_fare, trip_price
 from taxi.infra.push import push_on_commit
 from trips import events
 from trips.errors import (
@@ -43,15 +46,28 @@ def trip_create(
     drop_off_lat: float | None = None,
     drop_off_lng: float | None = None,
     idempotency_key: str | None = None,
+    product: str | None = None,
+    quote_id: UUID | str | None = None,
 ) -> Trip:
     """A new REQUESTED trip, dispatched after commit. With an idempotency key
-    the rider's earlier trip under that key is returned instead of a second."""
+    the rider's earlier trip under that key is returned instead of a second.
+    Its price: the quote's with `quote_id`, else an estimate for `product`
+    (DEFAULT_PRODUCT when none) when it has a drop-off (`pricing.quotes`)."""
     if not rider.is_rider:
         raise Forbidden("Only riders can request trips.")
     if idempotency_key:
         earlier = _trip_by_idempotency_key(rider, idempotency_key)
         if earlier is not None:
             return earlier
+    drop_off = None if drop_off_lat is None else (drop_off_lat, drop_off_lng)
+    # Before the transaction: a routing engine may take up to ETA_TIMEOUT_MS.
+    price = trip_price(
+        rider=rider,
+        pick_up=(pick_up_lat, pick_up_lng),
+        drop_off=drop_off,
+        product=product,
+        quote_id=quote_id,
+    )
     try:
         with transaction.atomic():
             trip = Trip.objects.create(
@@ -63,9 +79,19 @@ def trip_create(
                 drop_off_lat=drop_off_lat,
                 drop_off_lng=drop_off_lng,
                 idempotency_key=idempotency_key or None,
+                product=price.product,
+                rate_card=price.rate_card,
+                quote=price.quote,
+                fare=price.fare,
+                distance_m=price.distance_m,
+                duration_s=price.duration_s,
+                pickup_eta_s=price.pickup_eta_s,
             )
             push_on_commit([rider.pk], events.trip_created(trip), is_result=True)
             queue.dispatch_on_commit(trip.pk)
+            transaction.on_commit(
+                lambda: surge.record_request(pick_up_lat, pick_up_lng), robust=True
+            )
     except IntegrityError:
         # Either a retry raced its first attempt, or the rider already rides.
         if idempotency_key:
@@ -87,15 +113,23 @@ def trip_accept(*, trip_id: UUID, driver: User) -> Trip:
         trip = lock(trip_id, driver_id=driver.pk, with_people=True).trip
         if trip is None:
             raise OfferNotAvailable()
-        offer_take(trip=trip, driver=driver)
+        pickup_eta_s = offer_take(trip=trip, driver=driver)
         try:
             with transaction.atomic():
-                trip = _transition(trip, Trip.Status.STARTED, Actor.OFFERED_DRIVER, driver=driver)
+                trip = _transition(
+                    trip,
+                    Trip.Status.STARTED,
+                    Actor.OFFERED_DRIVER,
+                    driver=driver,
+                    pickup_eta_s=pickup_eta_s,
+                )
         except IntegrityError:
             # The driver is already assigned to another active trip.
             raise OfferNotAvailable("You are already on another trip.") from None
         transaction.on_commit(
-            lambda: presence.on_driver_assigned(driver.pk, trip_id=trip.pk, rider_id=trip.rider_id),
+            lambda: presence.on_driver_assigned(
+                driver.pk, trip_id=trip.pk, rider_id=trip.rider_id, target=trip.driver_target()
+            ),
             robust=True,
         )
     logger.info("trip.accepted", extra={"trip_id": str(trip.pk), "driver_id": driver.pk})
@@ -107,10 +141,28 @@ def trip_move(*, trip_id: UUID, user: User, status: str) -> Trip:
     if status not in Trip.DRIVER_MOVES:
         # Accept, cancel and expiry have their own services and side effects.
         raise InvalidTransition(f"A trip cannot be moved to {status} this way.")
+    # Where the driver ends, for the fare of a trip without a drop-off: read
+    # before the locks (one Redis call; a missing position keeps the estimate).
+    end = _position_or_none(user.pk) if status == Trip.Status.COMPLETED else None
     with transaction.atomic():
         trip = _lock_trip(trip_id)
         actor = _actor_or_not_found(trip, user)
-        trip = _transition(trip, status, actor)
+        now = timezone.now()
+        if status == Trip.Status.IN_PROGRESS:
+            trip = _transition(trip, status, actor, picked_up_at=now)
+            transaction.on_commit(
+                lambda: presence.set_target(
+                    trip.driver_id, trip_id=trip.pk, target=trip.driver_target()
+                ),
+                robust=True,
+            )
+        else:
+            fare = (
+                final_fare(trip, completed_at=now, end=end)
+                if Trip.can_transition(trip.status, status, actor)
+                else trip.fare
+            )
+            trip = _transition(trip, status, actor, fare=fare)
         if trip.status == Trip.Status.COMPLETED:
             _release_driver_on_commit(trip)
     logger.info("trip.moved", extra={"trip_id": str(trip.pk), "status": status, "user_id": user.pk})
@@ -164,6 +216,13 @@ def trips_expire_stale(*, batch: int | None = None) -> int:
     if expired:
         logger.info("dispatch.stale_trips_expired", extra={"count": expired})
     return expired
+
+
+def _position_or_none(driver_id: int) -> tuple[float, float] | None:
+    try:
+        return presence.position(driver_id)
+    except RedisError:
+        return None
 
 
 def _lock_trip(trip_id: UUID) -> Trip:

@@ -21,6 +21,7 @@ EXPIRE_OFFER = "workers.expire_offer"
 SWEEP_DISPATCH = "workers.sweep_dispatch"
 EXPIRE_STALE_TRIPS = "workers.expire_stale_trips"
 SWEEP_SILENT_DRIVERS = "workers.sweep_silent_drivers"
+REFRESH_SURGE = "workers.refresh_surge"
 
 
 def dispatch_on_commit(trip_id: UUID) -> None:

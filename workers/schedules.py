@@ -47,4 +47,10 @@ def schedules() -> list[Schedule]:
             every_s=max(1, min(60, round(settings.TRIP_STALE_AFTER_S / 10))),
             description="REQUESTED trips older than TRIP_STALE_AFTER_S become EXPIRED (stale).",
         ),
+        Schedule(
+            name=NAME_PREFIX + "refresh surge",
+            task=queue.REFRESH_SURGE,
+            every_s=max(1, round(settings.SURGE_REFRESH_S)),
+            description="Publish the surge multiplier per H3 cell from supply and demand.",
+        ),
     ]

@@ -19,6 +19,7 @@ from dispatch.drivers import drivers_sweep_silent
 from dispatch.loop import trip_offer_next
 from dispatch.offers import offer_expire
 from dispatch.repair import dispatch_repair
+from pricing import surge
 from trips.services import trips_expire_stale
 from workers import queue
 
@@ -41,6 +42,9 @@ _COMMON = {
 _SHORT = {**_COMMON, "soft_time_limit": 10, "time_limit": 20}
 # A sweep touches at most DISPATCH_SWEEP_BATCH rows of each kind.
 _SWEEP = {**_COMMON, "soft_time_limit": 45, "time_limit": 60, "max_retries": 2}
+# The surge refresh reads the whole fleet once: well under a second for
+# thousands of drivers. A retry is worth it only within its interval.
+_REFRESH = {**_COMMON, "soft_time_limit": 15, "time_limit": 25, "max_retries": 2}
 
 # Added to a re-queued expiry, so a clock slightly behind lands after the deadline.
 EXPIRY_SLACK_S = 0.05
@@ -89,3 +93,10 @@ def expire_stale_trips() -> None:
 def sweep_silent_drivers() -> None:
     """Drivers silent for DRIVER_PRESENCE_TTL_S leave the available set."""
     drivers_sweep_silent()
+
+
+@shared_task(name=queue.REFRESH_SURGE, **_REFRESH)
+def refresh_surge() -> None:
+    """Publish the surge multiplier of every cell (pricing.surge); a run right
+    after another, or beside one, publishes nothing."""
+    surge.refresh()

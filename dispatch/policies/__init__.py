@@ -30,6 +30,8 @@ class WaitingTrip:
     lat: float
     lng: float
     exclude: frozenset[int]
+    # The trip's product: only drivers eligible for it are candidates.
+    product: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -58,6 +58,9 @@ def test_a_rider_and_a_driver_take_a_trip_and_the_console_follows(browsers, staf
     ops.wait(lambda: ops.driver.current_url.endswith("/ops/"), "the console after log-in")
     ops.wait(lambda: ops.text("connection") == "live", "the staff stream")
     ops.wait_text("count-online", "0")
+    # The surge layer, offered by the stream, reads its map from /api/ops/surge/.
+    ops.click("show-surge")
+    ops.wait_text("surge-max", "3.0")
 
     # A driver signs up, places the car on the map and goes online.
     driver_user = sign_up(driver, "dana@example.com", "Dana", "driver")

@@ -127,7 +127,7 @@ async def test_positions_of_a_driver_on_a_trip_stream_to_its_rider_throttled(
     )
 
     data = frame["data"]
-    assert set(data) == {"trip_id", "lat", "lng", "heading", "at"}
+    assert set(data) == {"trip_id", "lat", "lng", "heading", "eta_s", "at"}
     assert (data["trip_id"], data["lat"], data["lng"], data["heading"]) == (
         str(trip.pk),
         *ON_THE_WAY,

@@ -26,8 +26,10 @@ from channels.db import database_sync_to_async
 from rest_framework.test import APIClient
 
 from dispatch.models import Offer
+from pricing.models import Quote, Vehicle
 from tests.conftest import PASSWORD
 from tests.hardening.support import presence, rows
+from tests.pricing.support import ensure_catalogue, give_vehicle
 from tests.trips.factories import make_offer, make_trip
 from trips.auth import tokens_for
 from trips.models import Trip
@@ -42,6 +44,20 @@ TRIP_BODY = {
     "drop_off_address": "2 Oak Street",
 }
 POSITION = {"lat": 38.9, "lng": -77.03}
+QUOTE_BODY = {
+    "pick_up_lat": 38.9,
+    "pick_up_lng": -77.03,
+    "drop_off_lat": 38.92,
+    "drop_off_lng": -77.04,
+}
+VEHICLE_BODY = {
+    "make": "Toyota",
+    "model": "Sienna",
+    "color": "Grey",
+    "plate": "XL-1",
+    "capacity": 6,
+    "products": ["standard", "xl"],
+}
 
 
 def parse(table: str) -> dict[tuple[str, str, str], str]:
@@ -65,7 +81,8 @@ def case_ids(grid: dict) -> list[str]:
 # --- REST ---------------------------------------------------------------------------
 # Refusals by status; 409s by code: offer (offer_not_available), move
 # (invalid_transition), active (active_trip_exists). `unlisted`: a 200 list
-# without the trip.
+# without the trip. `vehicle`'s 404: no vehicle on record (of the drivers,
+# only the assigned one has a car); `set_car` is PUT /api/driver/vehicle/.
 
 REST = parse("""
 call     state     rider  assigned offered  o_rider  o_driver anonymous
@@ -87,12 +104,24 @@ offline  both      403    ok       ok       403      ok       401
 location both      403    ok       ok       403      ok       401
 nearby   both      ok     ok       ok       ok       ok       401
 log_out  both      ok     ok       ok       ok       ok       401
+products both      ok     ok       ok       ok       ok       401
+quote    both      ok     403      403      ok       403      401
+vehicle  requested 403    -        404      403      404      401
+vehicle  started   403    ok       404      403      404      401
+set_car  both      403    ok       ok       403      ok       401
 sign_up  both      ok     ok       ok       ok       ok       ok
 log_in   both      ok     ok       ok       ok       ok       ok
 refresh  both      ok     ok       ok       ok       ok       ok
 """)
 
-SUCCESS = {"decline": 204, "location": 204, "log_out": 204, "create": 201, "sign_up": 201}
+SUCCESS = {
+    "decline": 204,
+    "location": 204,
+    "log_out": 204,
+    "create": 201,
+    "sign_up": 201,
+    "quote": 201,
+}
 CODES = {
     "401": (401, "not_authenticated"),
     "403": (403, "forbidden"),
@@ -120,6 +149,11 @@ def rest_call(call: str, client: APIClient, trip: Trip):
         "location": lambda: client.post("/api/driver/location/", POSITION, format="json"),
         "nearby": lambda: client.get("/api/driver/nearby/", POSITION),
         "log_out": lambda: client.post("/api/log_out/"),
+        # PROTOCOL.md Part 2, "Products, vehicles and prices".
+        "products": lambda: client.get("/api/products/"),
+        "quote": lambda: client.post("/api/quotes/", QUOTE_BODY, format="json"),
+        "vehicle": lambda: client.get("/api/driver/vehicle/"),
+        "set_car": lambda: client.put("/api/driver/vehicle/", VEHICLE_BODY, format="json"),
         # Public calls: the caller's credentials ride along and change nothing.
         "sign_up": lambda: client.post(
             "/api/sign_up/",
@@ -143,6 +177,7 @@ def rest_call(call: str, client: APIClient, trip: Trip):
 
 
 def build_world(make_user, state: str) -> tuple[dict, Trip]:
+    ensure_catalogue()
     users = {
         "rider": make_user("rider"),
         "assigned": make_user("driver"),
@@ -156,13 +191,21 @@ def build_world(make_user, state: str) -> tuple[dict, Trip]:
     else:
         trip = make_trip(users["rider"], status=S.STARTED, driver=users["assigned"])
         make_offer(trip, users["offered"], status=Offer.Status.EXPIRED)
+        # The assigned driver's car, which their rider sees.
+        give_vehicle(users["assigned"], ["standard"])
     return users, trip
 
 
 def world_state(users: dict) -> tuple:
-    """The rows and every driver's presence: what a refused call leaves alone."""
+    """The rows (trips, offers, quotes, vehicles and their products) and every
+    driver's presence: what a refused call leaves alone."""
     drivers = [u for u in users.values() if u.is_driver]
-    return rows(), [presence(d.pk) for d in drivers]
+    priced = (
+        list(Quote.objects.order_by("pk").values()),
+        sorted(Vehicle.products_of(d.pk) or [] for d in drivers),
+        list(Vehicle.objects.order_by("pk").values()),
+    )
+    return rows(), [presence(d.pk) for d in drivers], priced
 
 
 def assert_rest_effect(call: str, role: str, response, users: dict, trip: Trip) -> None:
@@ -184,6 +227,14 @@ def assert_rest_effect(call: str, role: str, response, users: dict, trip: Trip) 
         assert row.status == S.CANCELED
     elif call == "create":
         assert Trip.objects.filter(rider=users[role], status=S.REQUESTED).count() == 1
+    elif call == "products":
+        assert [p["code"] for p in response.json()] == ["standard", "xl"]
+    elif call == "quote":
+        assert Quote.objects.filter(rider=users[role]).count() == len(response.json()["quotes"])
+    elif call == "vehicle":
+        assert response.json()["products"] == ["standard"]
+    elif call == "set_car":
+        assert Vehicle.products_of(users[role].pk) == ["standard", "xl"]
     elif call in ("online", "offline"):
         online = presence(users[role].pk)[0].get("online") == "1"
         assert online == (call == "online")
@@ -332,4 +383,5 @@ def test_the_tables_cover_every_call_and_action():
     assert rest_calls == {
         "read", "list", "accept", "decline", "status", "cancel", "create", "online",
         "offline", "location", "nearby", "log_out", "sign_up", "log_in", "refresh",
+        "products", "quote", "vehicle", "set_car",
     }  # fmt: skip

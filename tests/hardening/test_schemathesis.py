@@ -40,6 +40,10 @@ EXCLUDED = {
     ("POST", "/api/trip/"): [positive_data_acceptance],
     # `refresh` must be a real refresh token.
     ("POST", "/api/log_out/"): [positive_data_acceptance],
+    # Pick-up and drop-off must be two places, the product one in the catalogue.
+    ("POST", "/api/quotes/"): [positive_data_acceptance],
+    # Each product must be in the catalogue and fit the car.
+    ("PUT", "/api/driver/vehicle/"): [positive_data_acceptance],
 }
 
 

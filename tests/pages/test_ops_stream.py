@@ -92,7 +92,7 @@ async def test_staff_get_a_snapshot_of_drivers_trips_and_counters(ws_connect, st
     assert data["counters"]["drivers_online"] == 1
     assert data["counters"]["drivers"]["free"] == 1
     assert data["counters"]["open_requests"] == 1
-    assert data["features"] == {"surge": False}
+    assert data["features"] == {"surge": True}
 
 
 async def test_then_one_delta_a_tick_with_only_what_changed(

@@ -122,7 +122,8 @@ def test_trip_calls_describe_bodies_and_errors(schema):
 
     # Request bodies: what a client may send, and nothing a rider may not set.
     create_body = _body_schema(schema, create)
-    assert set(create_body["properties"]) == set(TRIP_REQUEST)
+    # Part 2's optional fields beside Part 1's body.
+    assert set(create_body["properties"]) == set(TRIP_REQUEST) | {"product", "quote_id"}
     assert set(create_body["required"]) == {
         "pick_up_address",
         "pick_up_lat",

@@ -31,6 +31,13 @@ TRIP_KEYS = {
     "drop_off_lng",
     "rider",
     "driver",
+    # PROTOCOL.md Part 2, "Products, vehicles and prices".
+    "product",
+    "fare",
+    "pickup_eta_s",
+    # Ours: the route as estimated at the request.
+    "distance_m",
+    "duration_s",
 }
 # A valid trip request body (REST `POST /api/trip/`, WS `create.trip`).
 TRIP_REQUEST = {

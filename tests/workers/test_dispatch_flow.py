@@ -29,6 +29,10 @@ OFFER_TRIP_FIELDS = {
     "drop_off_lat",
     "drop_off_lng",
     "distance_km",
+    # PROTOCOL.md Part 2: the drive to the pick-up, and what the ride is.
+    "pickup_eta_s",
+    "product",
+    "fare",
 }
 
 

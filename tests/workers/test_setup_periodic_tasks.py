@@ -23,6 +23,7 @@ EXPECTED_TASKS = {
     "workers.sweep_dispatch",
     "workers.sweep_silent_drivers",
     "workers.expire_stale_trips",
+    "workers.refresh_surge",
 }
 
 

@@ -29,6 +29,7 @@ ALL_TASKS = [
     tasks.sweep_dispatch,
     tasks.expire_stale_trips,
     tasks.sweep_silent_drivers,
+    tasks.refresh_surge,
 ]
 
 

@@ -197,8 +197,13 @@ class TripListCreateView(TripView):
             400: BAD_REQUEST,
             401: _ERRORS[401],
             403: OpenApiResponse(ErrorSerializer, description="`forbidden`: not a rider."),
+            404: OpenApiResponse(
+                ErrorSerializer, description="`not_found`: `quote_id` names no quote of yours."
+            ),
             409: OpenApiResponse(
-                ErrorSerializer, description="`active_trip_exists`: the rider already rides."
+                ErrorSerializer,
+                description="`active_trip_exists`: the rider already rides; "
+                "`quote_expired`: the quote named is past its `expires_at`.",
             ),
             429: OpenApiResponse(ErrorSerializer, description="`rate_limited`."),
         },

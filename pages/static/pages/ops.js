@@ -190,6 +190,43 @@ async function detail(id) {
   $("detail-history").replaceChildren(...lines);
 }
 
+// Surge by cell (GET /api/ops/surge/, staff only), under the markers while
+// the box is ticked, re-read every surge refresh: tinted from clear (×1.0,
+// a cell with drivers or requests but no surge) to strong (the highest).
+const SURGE_COLOR = "#c0392b";
+const surgeLayer = L.layerGroup().addTo(map);
+let surgeTimer = null;
+
+async function loadSurge() {
+  const response = await fetch(config.surgePath, { credentials: "same-origin" });
+  if (!response.ok || !$("show-surge").checked) return;
+  const data = await response.json();
+  const top = Number(data.max);
+  surgeLayer.clearLayers();
+  for (const cell of data.cells) {
+    const multiplier = Number(cell.multiplier);
+    const share = top > 1 ? Math.min(1, (multiplier - 1) / (top - 1)) : 0;
+    const style = { color: SURGE_COLOR, weight: 1, opacity: 0.4, fillColor: SURGE_COLOR, fillOpacity: multiplier > 1 ? 0.12 + 0.5 * share : 0.02 };
+    L.polygon(cell.boundary, style)
+      .bindTooltip(`×${cell.multiplier} · ${cell.supply} free · ${cell.demand} requests`)
+      .addTo(surgeLayer)
+      .bringToBack(); // trips stay clickable above it
+  }
+  $("surge-max").textContent = data.max;
+}
+
+function showSurge(on) {
+  clearInterval(surgeTimer);
+  surgeLayer.clearLayers();
+  $("surge-legend").hidden = !on;
+  if (!on) return;
+  const load = () => loadSurge().catch(() => {}); // the next period retries
+  load();
+  surgeTimer = setInterval(load, config.surgeRefreshS * 1000);
+}
+
+$("show-surge").addEventListener("change", (event) => showSurge(event.target.checked));
+
 $("detail-close").addEventListener("click", () => {
   selected = null;
   $("trip-detail").hidden = true;
@@ -207,6 +244,7 @@ window.taxiOps = {
   },
   trip: (id) => (trips.has(id) ? trips.get(id).trip : null),
   tick: () => tick,
+  surgeCells: () => surgeLayer.getLayers().length,
 };
 
 connect();
