@@ -24,14 +24,14 @@ import sys
 import time
 from pathlib import Path
 
-from bench import connections, database, dispatch_latency, echo, ingest, ops_stream
+from bench import connections, database, dispatch_latency, echo, ingest, ops_stream, quotes
 from bench.load import Accounts, raise_fd_limit
 from bench.machine import describe
 from bench.report import format_results
 from bench.stack import ROOT, Stack
 from sim.client import Api
 
-MEASUREMENTS = ("dispatch", "ingest", "ops", "connections", "echo")
+MEASUREMENTS = ("dispatch", "quotes", "ingest", "ops", "connections", "echo")
 FULL = {
     "sizes": [100, 1000, 5000],
     "trips": 300,
@@ -45,6 +45,9 @@ FULL = {
     "echo_seconds": 5.0,
     "ops_drivers": 5000,
     "ops_seconds": 20.0,
+    "quotes_drivers": 1000,
+    "quotes_requests": 500,
+    "quotes_concurrency": 8,
 }
 QUICK = {
     "sizes": [100],
@@ -59,6 +62,9 @@ QUICK = {
     "echo_seconds": 2.0,
     "ops_drivers": 200,
     "ops_seconds": 5.0,
+    "quotes_drivers": 100,
+    "quotes_requests": 50,
+    "quotes_concurrency": 4,
 }
 # Throttles and limits that would refuse a load generator on one address.
 STACK_ENV = {
@@ -68,6 +74,7 @@ STACK_ENV = {
     "THROTTLE_LOG_IN": "1000000/min",
     "THROTTLE_SIGN_UP": "1000000/min",
     "THROTTLE_TRIP_CREATE": "1000000/min",
+    "THROTTLE_QUOTES": "1000000/min",
     "WS_RATE_PER_S": "1000000",
     "WS_RATE_BURST": "1000000",
     # Idle drivers of the dispatch fleet hold sockets but do not ping.
@@ -102,6 +109,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--ingest-rates", help="total frames/s per step, e.g. 1000,2000,3000")
     parser.add_argument("--ingest-seconds", type=float)
     parser.add_argument("--conn-steps", help="sockets per step, e.g. 1000,2000,5000")
+    parser.add_argument("--quotes-drivers", type=int, help="drivers online for quotes")
+    parser.add_argument("--quotes-requests", type=int, help="quote requests per pass")
     parser.add_argument("--redis-url", help="use this Redis instead of a private one (written to)")
     parser.add_argument(
         "--database-url",
@@ -121,7 +130,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     for name, cast in (("sizes", int), ("ingest_rates", float), ("conn_steps", int)):
         if getattr(args, name):
             plan[name] = [cast(v) for v in getattr(args, name).split(",")]
-    for name in ("trips", "ingest_drivers", "ingest_seconds"):
+    for name in ("trips", "ingest_drivers", "ingest_seconds", "quotes_drivers", "quotes_requests"):
         if getattr(args, name) is not None:
             plan[name] = getattr(args, name)
     args.plan = plan
@@ -132,6 +141,8 @@ def accounts_needed(args: argparse.Namespace) -> tuple[int, int]:
     plan, drivers, riders = args.plan, 0, 0
     if "dispatch" in args.only:
         drivers, riders = max(plan["sizes"]), RIDER_POOL
+    if "quotes" in args.only:
+        drivers, riders = max(drivers, plan["quotes_drivers"]), max(riders, RIDER_POOL)
     if "ingest" in args.only:
         drivers, riders = max(drivers, plan["ingest_drivers"]), max(riders, plan["ingest_drivers"])
     if "connections" in args.only:
@@ -178,6 +189,12 @@ async def measure_all(args: argparse.Namespace, stack: Stack, accounts: Accounts
                 trips=plan["trips"], rate=plan["trip_rate"], concurrency=20, seed=args.seed,
                 say=say, web_pids=pids,
                 staff_listener=lambda: ops_stream.Listener(webs[0].url, cookie),
+            )  # fmt: skip
+        if "quotes" in args.only:
+            results["quotes"] = await quotes.measure(
+                apis, accounts.drivers, accounts.riders[:RIDER_POOL],
+                size=plan["quotes_drivers"], requests=plan["quotes_requests"],
+                concurrency=plan["quotes_concurrency"], seed=args.seed, say=say,
             )  # fmt: skip
         if "ingest" in args.only:
             n = plan["ingest_drivers"]

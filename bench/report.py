@@ -37,6 +37,8 @@ INGEST_HEADERS = [
 STREAM_HEADERS = ["drivers", "snapshot bytes", "frames/s", "bytes/s", "largest frame"]
 CONNECTION_HEADERS = ["sockets", "RSS MiB", "KiB/socket", "handshakes/s"]
 ECHO_HEADERS = ["server", "sockets", "window", "replies/s", "server CPU", "client CPU"]
+QUOTE_HEADERS = ["drivers", "pass", "in flight", "requests", "failed", "p50", "p95", "p99",
+                 "max", "requests/s"]  # fmt: skip
 PATHS = (("all", "latency_ms"), ("ws", "latency_ms_ws"), ("rest", "latency_ms_rest"))
 
 
@@ -67,6 +69,22 @@ def _dispatch(results: list[dict]) -> list[str]:
         stages += ["", "the staff console's stream (/ops/stream/) meanwhile, to one browser"]
         stages.append(table(STREAM_HEADERS, stream_rows))
     return [title, table(DISPATCH_HEADERS, rows), *stages]
+
+
+def _quotes(q: dict) -> list[str]:
+    rows = []
+    for p in q["passes"]:
+        lat = p["latency_ms"]
+        what = "GET /api/products/" if p["kind"] == "products" else p["kind"]
+        rows.append([q["drivers_online"], what, p["concurrency"], p["requests"],
+                     sum(p["failed"].values()), lat["p50"], lat["p95"], lat["p99"], lat["max"],
+                     p["requests_per_s"]])  # fmt: skip
+    title = (
+        f"Quotes: POST /api/quotes/ (every product) with {q['drivers_online']:,} drivers online, "
+        f"{q['xl_capable_drivers']:,} xl-capable (ms; serial p50 / products p50 = "
+        f"{_cell(q['serial_p50_over_products_p50'])})"
+    )
+    return [title, table(QUOTE_HEADERS, rows)]
 
 
 def _ingest(results: list[dict]) -> list[str]:
@@ -112,6 +130,7 @@ def _ops(o: dict) -> list[str]:
 def format_results(results: dict) -> str:
     sections = [
         ("dispatch", _dispatch),
+        ("quotes", _quotes),
         ("ingest", _ingest),
         ("ops", _ops),
         ("connections", _connections),

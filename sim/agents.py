@@ -12,6 +12,8 @@ import contextlib
 import enum
 import logging
 
+import httpx
+
 from sim import kpi
 from sim.client import REPLY_TIMEOUT_S, Api, Session, SimError, Socket, error_code, is_error
 from sim.geo import Point, distance_km, heading_deg, step_towards
@@ -45,6 +47,18 @@ class DriverAgent:
         self.tasks: set[asyncio.Task] = set()
         self.stopping = asyncio.Event()
         self.socket: Socket | None = None
+        # The movement clock (recorder time of the last step), and when the
+        # current trip was accepted: the drive to the pick-up is timed from there.
+        self.moved_at = 0.0
+        self.accepted_at: float | None = None
+
+    async def record_vehicle(self, api: Api) -> None:
+        """PUT /api/driver/vehicle/: the products this driver may be offered."""
+        status, body = await api.call(
+            "PUT", "/api/driver/vehicle/", token=self.session.access, body=self.plan.vehicle()
+        )
+        if status != 200:
+            raise SimError(f"{self.plan.username}: PUT /api/driver/vehicle/ answered {status}")
 
     async def connect(self, api: Api) -> None:
         self.socket = await Socket.open(api, self.session, self.on_frame)
@@ -61,26 +75,46 @@ class DriverAgent:
         jitter = seeded_rng(self.config.seed, "driver", self.plan.index, "jitter").random()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), jitter * self.config.ping_every_s)
-        last = asyncio.get_running_loop().time()
+        self.moved_at = self.recorder.now()
         while not stop.is_set() and self.socket and not self.socket.closed.is_set():
-            now = asyncio.get_running_loop().time()
+            now = self.recorder.now()
+            km = max(0.0, now - self.moved_at) * self.config.wall_speed_km_s
+            self.moved_at = now
             try:
-                await self.tick((now - last) * self.config.wall_speed_km_s)
+                await self.tick(km)
             except SimError:
                 return  # the socket closed; the run reports it at the end
-            last = now
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), self.config.ping_every_s)
 
     async def tick(self, km: float) -> None:
         goal = self._goal()
+        remaining_km = distance_km(self.position, goal)
         new_position, arrived = step_towards(self.position, goal, km)
+        if arrived and self.state is DriverState.TO_PICK_UP:
+            self._note_at_pick_up(km - remaining_km)
         heading = heading_deg(self.position, goal) if new_position != self.position else 0.0
         self.position = new_position
         await self._socket.send("update.location", {**self._position_data(), "heading": heading})
         self.recorder.count("locations_sent")
         if arrived:
             await self._arrived()
+
+    def _note_at_pick_up(self, overshoot_km: float) -> None:
+        """The drive from the accept to the pick-up, in the city's seconds. The
+        step that arrives covers more than the distance left: the arrival was
+        that much earlier than this step."""
+        if self.trip is None or self.accepted_at is None:
+            return
+        at = self.recorder.now() - max(0.0, overshoot_km) / self.config.wall_speed_km_s
+        drive_s = max(0.0, at - self.accepted_at) * self.config.time_scale
+        self.recorder.emit(
+            kpi.AT_PICK_UP,
+            trip_id=self.trip.get("id"),
+            driver=self.plan.index,
+            value=round(drive_s, 1),
+        )
+        self.accepted_at = None
 
     def _goal(self) -> Point:
         if self.trip is not None and self.state is DriverState.TO_PICK_UP:
@@ -109,6 +143,7 @@ class DriverAgent:
 
     def _free(self) -> None:
         self.trip, self.state = None, DriverState.CRUISING
+        self.accepted_at = None
 
     # --- what arrives on the socket ------------------------------------------
 
@@ -179,6 +214,9 @@ class DriverAgent:
             return
         self.trip = {**trip, **(reply.get("data") or {})}
         self.state = DriverState.TO_PICK_UP
+        # The server knows this driver where its last step left it: the drive
+        # to the pick-up starts there, now, not at that step.
+        self.accepted_at = self.moved_at = self.recorder.now()
         pick_up = Point(self.trip["pick_up_lat"], self.trip["pick_up_lng"])
         self.recorder.emit(
             kpi.ACCEPTED,
@@ -233,6 +271,7 @@ class RiderAgent:
         self.done.set()
         self.settled = asyncio.Event()  # no longer waiting for a driver
         self.settled.set()
+        self.quoting = True  # ask POST /api/quotes/ before each request
 
     async def connect(self, api: Api) -> None:
         self.socket = await Socket.open(api, self.session, self.on_frame)
@@ -243,9 +282,15 @@ class RiderAgent:
         self.early.clear()
         self.done.clear()
         self.settled.clear()
+        quote = await self._quote(api, plan) if self.quoting else None
+        surge = _surge(quote)
+        if plan.declines_surge and surge is not None and surge > 1.0:
+            self.recorder.emit(kpi.DECLINED_SURGE, request=plan.number, value=surge)
+            self._release()
+            return
         self.recorder.emit(kpi.REQUESTED, request=plan.number)
         try:
-            trip = await self._create(api, plan)
+            trip = await self._create(api, plan, quote)
         except (SimError, TimeoutError, OSError) as error:
             trip = None
             self.recorder.emit(kpi.REQUEST_FAILED, request=plan.number, detail=type(error).__name__)
@@ -256,19 +301,44 @@ class RiderAgent:
         if plan.patience_s is not None and self.status == "REQUESTED":
             await self._cancel_if_unmatched(plan.patience_s)
 
-    async def _create(self, api: Api, plan: RequestPlan) -> dict | None:
+    async def _quote(self, api: Api, plan: RequestPlan) -> dict | None:
+        """The quote for the request's product; None (and the rider asks
+        unquoted) when the server gives none."""
+        self.recorder.emit(kpi.QUOTE_SENT, request=plan.number)
+        try:
+            status, body = await api.call(
+                "POST", "/api/quotes/", token=self.session.access, body=plan.quote_body()
+            )
+        except (httpx.HTTPError, OSError) as error:
+            self.recorder.emit(kpi.QUOTE_FAILED, request=plan.number, detail=type(error).__name__)
+            return None
+        quotes = body.get("quotes") if status == 201 and isinstance(body, dict) else None
+        quote = next((q for q in quotes or () if q.get("product") == plan.product), None)
+        if quote is None:
+            code = body.get("code", status) if isinstance(body, dict) else status
+            self.recorder.emit(kpi.QUOTE_FAILED, request=plan.number, detail=str(code))
+            return None
+        self.recorder.emit(
+            kpi.QUOTED, request=plan.number, value=_surge(quote), detail=quote.get("product")
+        )
+        return quote
+
+    async def _create(self, api: Api, plan: RequestPlan, quote: dict | None = None) -> dict | None:
         if self.socket is None:
             raise SimError(f"{self.session.username} is not connected")
+        payload = plan.body()
+        if self.quoting:
+            payload = plan.priced_body(quote.get("quote_id") if quote else None)
         if plan.via == "rest":
             status, body = await api.call(
-                "POST", "/api/trip/", token=self.session.access, body=plan.body()
+                "POST", "/api/trip/", token=self.session.access, body=payload
             )
             if status == 201 and isinstance(body, dict):
                 return body
             code = body.get("code", status) if isinstance(body, dict) else status
             self.recorder.emit(kpi.REQUEST_FAILED, request=plan.number, detail=str(code))
             return None
-        reply = await self.socket.request("create.trip", plan.body())
+        reply = await self.socket.request("create.trip", payload)
         if is_error(reply):
             self.recorder.emit(kpi.REQUEST_FAILED, request=plan.number, detail=error_code(reply))
             return None
@@ -325,16 +395,32 @@ class RiderAgent:
             self.settled.set()
         if status == "STARTED":
             self.recorder.emit(kpi.MATCHED, request=self.request_number, trip_id=trip_id)
+            eta_s = trip.get("pickup_eta_s")
+            if isinstance(eta_s, int | float):
+                self.recorder.emit(kpi.PICKUP_ETA, trip_id=trip_id, value=float(eta_s))
         elif status == "IN_PROGRESS":
             self.recorder.emit(kpi.PICKED_UP, trip_id=trip_id)
         elif status == "COMPLETED":
             self.recorder.emit(kpi.COMPLETED, trip_id=trip_id)
+            self._note_fare(trip)
         elif status == "CANCELED":
             self.recorder.emit(kpi.CANCELED, trip_id=trip_id, detail=trip.get("status_reason"))
         elif status == "EXPIRED":
             self.recorder.emit(kpi.EXPIRED, trip_id=trip_id, detail=trip.get("status_reason"))
         if status in FINAL:
             self._release()
+
+    def _note_fare(self, trip: dict) -> None:
+        fare = trip.get("fare")
+        if not isinstance(fare, dict) or fare.get("kind") != "final":
+            return
+        try:
+            amount = float(fare["amount"])
+        except (KeyError, TypeError, ValueError):
+            return
+        self.recorder.emit(
+            kpi.FARE, trip_id=self.trip_id, value=amount, detail=str(fare.get("currency"))
+        )
 
     def _release(self) -> None:
         self.busy = False
@@ -364,3 +450,13 @@ class RiderAgent:
                     "cancel.trip", {"id": trip_to_cancel, "reason": "sim_ended"}
                 )
         await self.socket.close()
+
+
+def _surge(quote: dict | None) -> float | None:
+    """A quote's surge_multiplier (a decimal string) as a number."""
+    if quote is None:
+        return None
+    try:
+        return float(quote["surge_multiplier"])
+    except (KeyError, TypeError, ValueError):
+        return None

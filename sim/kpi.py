@@ -32,6 +32,14 @@ CANCELED = "canceled"  # (trip_id, detail=who/why)
 EXPIRED = "expired"  # (trip_id, detail=status_reason)
 OPEN_AT_END = "open_at_end"  # still unresolved when the run ended (trip_id)
 ERROR = "error"  # an error frame or failed call (detail)
+# Prices and times of arrival (PROTOCOL.md Part 2).
+QUOTE_SENT = "quote_sent"  # a rider sent POST /api/quotes/ (request)
+QUOTED = "quoted"  # the quote came back (request, value=surge multiplier, detail=product)
+QUOTE_FAILED = "quote_failed"  # no quote (request, detail=code); the rider asks unquoted
+DECLINED_SURGE = "declined_surge"  # the rider walked away from a surged quote (request, value)
+PICKUP_ETA = "pickup_eta"  # the rider's trip at STARTED (trip_id, value=pickup_eta_s)
+AT_PICK_UP = "at_pick_up"  # the driver reached it (trip_id, driver, value=simulated s since accept)
+FARE = "fare"  # a completed trip's final fare (trip_id, value=amount, detail=currency)
 
 
 @dataclass(frozen=True)
@@ -158,4 +166,87 @@ def compute_kpis(events: Iterable[Event], counters: Counter | None = None) -> di
         "mean_pickup_km": round(_mean(pickup_km), 3) if pickup_km else None,
         "errors": len(of(ERROR)),
         "counters": dict(sorted((counters or Counter()).items())),
+    }
+
+
+def _first_value_by_trip(events: Iterable[Event]) -> dict[str, float]:
+    firsts: dict[str, float] = {}
+    for event in events:
+        if event.trip_id is not None and event.value is not None:
+            firsts.setdefault(event.trip_id, event.value)
+    return firsts
+
+
+def _round(value: float | None, digits: int) -> float | None:
+    return None if value is None else round(value, digits)
+
+
+def compute_pricing_kpis(events: Iterable[Event]) -> dict:
+    """The KPIs of prices and times of arrival, added to `compute_kpis`'s.
+
+    quotes: quotes asked for, answered and refused, and the time from sending
+    POST /api/quotes/ to its answer. surge: the multipliers of the quotes the
+    riders got, and how many riders walked away from a surged one. fare: the
+    final fares of completed trips, per currency. pickup_eta_error_s: per trip,
+    the `pickup_eta_s` the rider's trip carried once a driver accepted, minus
+    the simulated time that driver then took to reach the pick-up (positive:
+    the estimate was longer than the drive).
+    """
+    events = list(events)
+    by_kind: dict[str, list[Event]] = {}
+    for event in events:
+        by_kind.setdefault(event.kind, []).append(event)
+
+    def of(kind: str) -> list[Event]:
+        return by_kind.get(kind, [])
+
+    sent_at = {e.request: e.t for e in of(QUOTE_SENT)}
+    quoted = of(QUOTED)
+    latencies = [e.t - sent_at[e.request] for e in quoted if e.request in sent_at]
+    surges = [e.value for e in quoted if e.value is not None]
+
+    fares: dict[str, list[float]] = {}
+    for trip_id, event in {e.trip_id: e for e in reversed(of(FARE))}.items():
+        if trip_id is not None and event.value is not None:
+            fares.setdefault(event.detail or "", []).append(event.value)
+
+    promised = _first_value_by_trip(of(PICKUP_ETA))
+    driven = _first_value_by_trip(of(AT_PICK_UP))
+    errors = [promised[trip] - driven[trip] for trip in promised if trip in driven]
+    return {
+        "quotes": {
+            "asked": len(of(QUOTE_SENT)),
+            "made": len(quoted),
+            "failed": len(of(QUOTE_FAILED)),
+            "failed_by_code": dict(Counter(e.detail for e in of(QUOTE_FAILED))),
+            "by_product": dict(sorted(Counter(e.detail for e in quoted).items())),
+            "latency_ms": {
+                "count": len(latencies),
+                "p50": _ms(percentile(latencies, 50)),
+                "p95": _ms(percentile(latencies, 95)),
+            },
+        },
+        "surge": {
+            "mean": _round(_mean(surges), 3),
+            "max": max(surges) if surges else None,
+            "share_above_1": (
+                round(sum(v > 1.0 for v in surges) / len(surges), 4) if surges else None
+            ),
+            "declined_for_surge": len(of(DECLINED_SURGE)),
+        },
+        "fare": {
+            "completed_with_fare": sum(len(amounts) for amounts in fares.values()),
+            "mean_by_currency": {
+                currency: f"{sum(amounts) / len(amounts):.2f}"
+                for currency, amounts in sorted(fares.items())
+            },
+        },
+        "pickup_eta_error_s": {
+            "count": len(errors),
+            "mean_abs": _round(_mean([abs(e) for e in errors]), 1),
+            "mean_signed": _round(_mean(errors), 1),
+            "mean_eta": _round(_mean([promised[t] for t in promised if t in driven]), 1),
+            "mean_drive": _round(_mean([driven[t] for t in promised if t in driven]), 1),
+            "no_eta": sum(1 for trip in driven if trip not in promised),
+        },
     }

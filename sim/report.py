@@ -91,3 +91,32 @@ def format_report(kpis: dict) -> str:
     if kpis["requests"]["refused_by_code"]:
         lines.append(f"refusals by code: {kpis['requests']['refused_by_code']}")
     return "\n".join(lines)
+
+
+def format_pricing(kpis: dict) -> str:
+    """Quotes, surge, fares and the pick-up ETA's error (`kpi.compute_pricing_kpis`)."""
+    quotes, surge = kpis["quotes"], kpis["surge"]
+    fare, eta = kpis["fare"], kpis["pickup_eta_error_s"]
+    share = surge["share_above_1"]
+    fares = ", ".join(
+        f"{amount} {currency}" for currency, amount in fare["mean_by_currency"].items()
+    )
+    rows = [
+        ("quotes made", f"{quotes['made']} of {quotes['asked']} asked"),
+        ("quote latency p50 / p95", f"{_fmt(quotes['latency_ms']['p50'])} / "
+         f"{_fmt(quotes['latency_ms']['p95'], ' ms')}"),
+        ("surge mean / max", f"{_fmt(surge['mean'])} / {_fmt(surge['max'])}"),
+        ("quotes above 1.0x", "-" if share is None else f"{share * 100:.1f} %"),
+        ("declined for surge", surge["declined_for_surge"]),
+        ("mean fare (completed)", f"{fares or '-'} over {fare['completed_with_fare']} trips"),
+        ("pick-up ETA error, mean |e|", _fmt(eta["mean_abs"], " s")),
+        ("pick-up ETA error, mean (ETA - drive)", _fmt(eta["mean_signed"], " s")),
+        ("pick-up ETA / drive, mean", f"{_fmt(eta['mean_eta'])} / {_fmt(eta['mean_drive'], ' s')}"
+         f" over {eta['count']} trips"),
+    ]  # fmt: skip
+    width = max(len(label) for label, _ in rows)
+    lines = ["", "Prices and arrival times", "=" * (width + 16)]
+    lines += [f"{label.ljust(width)}  {value}" for label, value in rows]
+    if quotes["failed_by_code"]:
+        lines.append(f"quotes refused by code: {quotes['failed_by_code']}")
+    return "\n".join(lines)

@@ -19,7 +19,7 @@ import httpx
 from sim import kpi
 from sim.agents import DriverAgent, RiderAgent
 from sim.client import Api, Session, SimError, log_in_or_sign_up
-from sim.report import format_report, progress_line, show_progress
+from sim.report import format_pricing, format_report, progress_line, show_progress
 from sim.scenario import Scenario, SimConfig, build_scenario
 
 logger = logging.getLogger(__name__)
@@ -72,6 +72,7 @@ async def run(config: SimConfig, *, json_path: Path | None = None) -> dict:
         _warn_about_speed(config)
         drivers, riders = await _log_in(api, scenario, recorder)
         await _tidy_leftovers(api, drivers, riders, after="an earlier run")
+        await _set_up_pricing(api, scenario, drivers, riders)
         say(f"connecting {len(drivers)} drivers and {len(riders)} riders")
         await bounded(
             [lambda a=a: a.connect(api) for a in [*drivers, *riders]], CONNECT_CONCURRENCY
@@ -94,9 +95,13 @@ async def run(config: SimConfig, *, json_path: Path | None = None) -> dict:
             "riders": len(scenario.rider_usernames),
             "requests_planned": len(scenario.requests),
         },
-        "kpis": kpi.compute_kpis(recorder.events, recorder.counters),
+        "kpis": {
+            **kpi.compute_kpis(recorder.events, recorder.counters),
+            **kpi.compute_pricing_kpis(recorder.events),
+        },
     }
     print(format_report(report["kpis"]), flush=True)
+    print(format_pricing(report["kpis"]), flush=True)
     if json_path is not None:
         write_json(json_path, report)
         say(f"wrote {json_path}")
@@ -141,6 +146,33 @@ async def _log_in(
     ]
     riders = [RiderAgent(i, recorder, s) for i, s in enumerate(sessions[n:])]
     return drivers, riders
+
+
+async def _set_up_pricing(
+    api: Api, scenario: Scenario, drivers: list[DriverAgent], riders: list[RiderAgent]
+) -> None:
+    """Every driver records its car (and so the products it serves); riders
+    quote before they request. A server without products (Part 1 only) gets
+    unquoted requests and no vehicles."""
+    status, catalogue = await api.call("GET", "/api/products/", token=riders[0].session.access)
+    if status == 404:
+        say("the server has no /api/products/: riders request unquoted, drivers record no car")
+        for rider in riders:
+            rider.quoting = False
+        return
+    if status != 200 or not isinstance(catalogue, list):
+        raise SimError(f"GET /api/products/ answered {status}")
+    offered = {item.get("code") for item in catalogue if isinstance(item, dict)}
+    wanted = {p for d in scenario.drivers for p in d.products}
+    wanted |= {plan.product for plan in scenario.requests}
+    if wanted - offered:
+        raise SimError(
+            f"the server's catalogue has no {', '.join(sorted(wanted - offered))}; run with "
+            "--xl-driver-share 0 --xl-request-share 0, or add the product in the admin"
+        )
+    xl = sum(len(d.plan.products) > 1 for d in drivers)
+    say(f"recording {len(drivers)} cars ({xl} also serve xl)")
+    await bounded([lambda d=d: d.record_vehicle(api) for d in drivers], CONNECT_CONCURRENCY)
 
 
 async def _tidy_leftovers(

@@ -26,6 +26,10 @@ ANSWER_DELAY_S = (0.3, 3.0)
 ANSWER_BEFORE_TIMEOUT = 0.6
 # Riders who give up do so after waiting this long for a driver (s).
 PATIENCE_S = (4.0, 20.0)
+# The catalogue's products (PROTOCOL.md Part 2): every car serves the
+# standard one; a large car (capacity >= 6) also serves xl.
+STANDARD, XL = "standard", "xl"
+CAR_CAPACITY = {STANDARD: 4, XL: 6}
 
 
 def seeded_rng(*parts: object) -> random.Random:
@@ -62,6 +66,9 @@ class SimConfig:
     ping_every_s: float = 3.0
     drain_s: float = 20.0
     base_url: str = "http://localhost:8000"
+    xl_driver_share: float = 0.3  # drivers whose car also serves xl
+    xl_request_share: float = 0.15  # requests that ask for xl
+    surge_decline_share: float = 0.5  # riders who walk away from a quote above 1.0x
 
     def __post_init__(self) -> None:
         problems = []
@@ -69,7 +76,8 @@ class SimConfig:
             problems.append("need drivers >= 0 and riders >= 1")
         if self.rate <= 0 or self.duration_s <= 0:
             problems.append("rate and duration must be positive")
-        for name in ("accept_prob", "silent_prob", "cancel_prob", "rest_share"):
+        shares = ("xl_driver_share", "xl_request_share", "surge_decline_share")
+        for name in ("accept_prob", "silent_prob", "cancel_prob", "rest_share", *shares):
             if not 0 <= getattr(self, name) <= 1:
                 problems.append(f"{name} must be within [0, 1]")
         if self.accept_prob + self.silent_prob > 1:
@@ -89,6 +97,19 @@ class DriverPlan:
     index: int
     username: str
     start: Point
+    products: tuple[str, ...] = (STANDARD,)
+
+    def vehicle(self) -> dict:
+        """The body of PUT /api/driver/vehicle/: a car big enough for its products."""
+        large = XL in self.products
+        return {
+            "make": "Sim",
+            "model": "Van" if large else "Sedan",
+            "color": "white",
+            "plate": f"SIM-{self.index}",
+            "capacity": max(CAR_CAPACITY[product] for product in self.products),
+            "products": list(self.products),
+        }
 
 
 @dataclass(frozen=True)
@@ -101,6 +122,25 @@ class RequestPlan:
     drop_off_address: str
     via: str  # "ws" or "rest"
     patience_s: float | None  # cancel if still unmatched after this long
+    product: str = STANDARD
+    declines_surge: bool = False  # walks away when the quote's surge is above 1.0
+
+    def quote_body(self) -> dict:
+        """POST /api/quotes/ for this request's product."""
+        return {
+            "pick_up_lat": self.pick_up.lat,
+            "pick_up_lng": self.pick_up.lng,
+            "drop_off_lat": self.drop_off.lat,
+            "drop_off_lng": self.drop_off.lng,
+            "product": self.product,
+        }
+
+    def priced_body(self, quote_id: str | None) -> dict:
+        """The create body naming the product, and the quote when there is one."""
+        body = {**self.body(), "product": self.product}
+        if quote_id is not None:
+            body["quote_id"] = quote_id
+        return body
 
     def body(self) -> dict:
         return {
@@ -153,11 +193,15 @@ def build_scenario(config: SimConfig) -> Scenario:
     drivers = []
     for index in range(config.drivers):
         rng = seeded_rng(config.seed, "driver", index, "start")
-        drivers.append(
-            DriverPlan(index, driver_username(index), bbox.point_at(rng.random(), rng.random()))
-        )
+        start = bbox.point_at(rng.random(), rng.random())
+        drivers.append(DriverPlan(index, driver_username(index), start, _products(config, index)))
     riders = [rider_username(index) for index in range(config.riders)]
     return Scenario(config, drivers, riders, list(_request_schedule(config)))
+
+
+def _products(config: SimConfig, driver_index: int) -> tuple[str, ...]:
+    rng = seeded_rng(config.seed, "driver", driver_index, "vehicle")
+    return (STANDARD, XL) if rng.random() < config.xl_driver_share else (STANDARD,)
 
 
 def _request_schedule(config: SimConfig):
@@ -190,6 +234,9 @@ def _request(config: SimConfig, number: int, at_s: float) -> RequestPlan:
     if distance_km(pick_up, drop_off) < 0.1:
         drop_off = bbox.point_at(rng.random(), rng.random())
     patience = rng.uniform(*PATIENCE_S) if rng.random() < config.cancel_prob else None
+    # Their own generators: the product and the price reaction reshuffle nothing above.
+    wants = seeded_rng(config.seed, "request", number, "product")
+    surge = seeded_rng(config.seed, "request", number, "surge")
     return RequestPlan(
         number=number,
         at_s=at_s,
@@ -199,4 +246,6 @@ def _request(config: SimConfig, number: int, at_s: float) -> RequestPlan:
         drop_off_address=f"{rng.randint(1, 999)} {rng.choice(STREETS)}",
         via="rest" if rng.random() < config.rest_share else "ws",
         patience_s=round(patience, 3) if patience is not None else None,
+        product=XL if wants.random() < config.xl_request_share else STANDARD,
+        declines_surge=surge.random() < config.surge_decline_share,
     )

@@ -20,9 +20,10 @@ SMALL_TOWN = BBox(38.895, -77.04, 38.904, -77.028)
 
 
 @pytest.fixture
-def live_stack(transactional_db, tmp_path):
+def live_stack(transactional_db, catalogue, tmp_path):
     # The simulated clock runs 100 times the wall's: so do its drivers.
-    env = {"LOCATION_MAX_SPEED_KMH": "0"}
+    # Riders quote before every request; surge is refreshed within the run.
+    env = {"LOCATION_MAX_SPEED_KMH": "0", "THROTTLE_QUOTES": "100000/min", "SURGE_REFRESH_S": "5"}
     with running_stack(tmp_path, database_url=database_url(), env=env) as stack:
         yield stack
 
@@ -43,6 +44,9 @@ async def test_a_short_city_matches_every_trip_and_leaves_nothing_open(live_stac
         ping_every_s=0.5,
         drain_s=10.0,
         base_url=live_stack.web_urls[0],
+        xl_driver_share=0.5,
+        xl_request_share=0.0,  # every car serves standard: each request finds a driver
+        surge_decline_share=0.0,
     )
     out = tmp_path / "kpis.json"
 
@@ -62,6 +66,17 @@ async def test_a_short_city_matches_every_trip_and_leaves_nothing_open(live_stac
     assert kpis["time_to_match_ms"]["count"] == trips["matched"]
     assert kpis["errors"] == 0
     assert kpis["counters"]["locations_sent"] > 0
+    # and every request was quoted first, and kept its quote's price
+    quotes = kpis["quotes"]
+    assert quotes["made"] == quotes["asked"] == kpis["requests"]["sent"]
+    assert quotes["failed"] == 0 and quotes["latency_ms"]["count"] == quotes["made"]
+    assert 1.0 <= kpis["surge"]["mean"] <= kpis["surge"]["max"] <= 3.0
+    assert kpis["surge"]["declined_for_surge"] == 0
+    assert kpis["fare"]["completed_with_fare"] == trips["completed"]
+    assert set(kpis["fare"]["mean_by_currency"]) == {"USD"}
+    # and the pick-up ETA of every trip whose driver got there was measured
+    assert kpis["pickup_eta_error_s"]["count"] >= 1
+    assert kpis["pickup_eta_error_s"]["no_eta"] == 0
     # and the report on disk is the same one
     assert json.loads(out.read_text())["kpis"] == json.loads(json.dumps(kpis))
     # and no trip was left active on the server

@@ -23,7 +23,8 @@ class Command(BaseCommand):
     help = (
         "Drive a running taxi server with simulated drivers and riders over REST and "
         "WebSockets, then print KPIs (trips matched/expired/canceled, time to match, "
-        "offers per trip, acceptance rate, pickup distance)."
+        "offers per trip, acceptance rate, pickup distance; quotes, surge, fares and the "
+        "pick-up ETA's error)."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -83,6 +84,18 @@ class Command(BaseCommand):
             "--drain", type=float, default=defaults.drain_s,
             help="seconds to wait after the run for requests still waiting (%(default)s)",
         )  # fmt: skip
+        parser.add_argument(
+            "--xl-driver-share", type=float, default=defaults.xl_driver_share,
+            help="share of drivers whose car also serves xl (%(default)s)",
+        )  # fmt: skip
+        parser.add_argument(
+            "--xl-request-share", type=float, default=defaults.xl_request_share,
+            help="share of requests that ask for xl (%(default)s)",
+        )  # fmt: skip
+        parser.add_argument(
+            "--surge-decline-share", type=float, default=defaults.surge_decline_share,
+            help="share of riders who walk away from a quote surged above 1.0x (%(default)s)",
+        )  # fmt: skip
         parser.add_argument("--json", type=Path, default=None, help="also write the report here")
 
     def handle(self, *args: object, **options: object) -> None:
@@ -103,6 +116,9 @@ class Command(BaseCommand):
                 ping_every_s=options["ping_every"],
                 drain_s=options["drain"],
                 base_url=options["base_url"],
+                xl_driver_share=options["xl_driver_share"],
+                xl_request_share=options["xl_request_share"],
+                surge_decline_share=options["surge_decline_share"],
             )
         except ValueError as error:
             raise CommandError(str(error)) from None
