@@ -57,6 +57,8 @@ def driver_go_online(*, driver: User, lat: float, lng: float) -> None:
         products=presence.products_field(Vehicle.products_of(driver.pk)),
     )
     push([driver.pk], events.driver_status("online"), is_result=True)
+    if state == keys.STATE_FREE:
+        presence.wake_waiting(driver.pk)
     logger.info("dispatch.driver_online", extra={"driver_id": driver.pk, "state": state})
 
 

@@ -16,6 +16,11 @@ costs a driver one `driver.online`, never a wrong trip.
                    `fix_lat`/`fix_lng`/`fix_at`, the position the speed check
                    measures from, and `held` ("1") while the driver's latest
                    position was refused by it (dispatch/presence.py).
+    WAITING        GEO set of the REQUESTED trips that found nobody free in range
+                   and wait for supply (PROTOCOL.md Part 2, "Waiting for
+                   supply"), at their pick-up; WAITING_PRODUCT: hash trip id ->
+                   its product. A driver who becomes free looks here
+                   (`presence.waiting_near`), so no one polls for them.
     location_rejected(day)
                    sorted set per UTC day: driver id -> positions refused by
                    the speed check that day. For operators:
@@ -34,6 +39,10 @@ PREFIX = "taxi:dispatch:"
 
 AVAILABLE = PREFIX + "available"
 LAST_SEEN = PREFIX + "last_seen"
+WAITING = PREFIX + "waiting"
+WAITING_PRODUCT = PREFIX + "waiting_product"
+# How many waiting trips a driver who becomes free wakes at once.
+WAKE_COUNT = 3
 
 # Values of the `state` field of `driver(id)` (the Lua scripts in
 # dispatch/scripts.py name its fields).
@@ -79,6 +88,11 @@ def revoked_login(login_id: str) -> str:
 def revoked_login_ttl_s() -> int:
     """As long as an access token minted just before the log-out lives."""
     return int(settings.SIMPLE_JWT["ACCESS_TOKEN_LIFETIME"].total_seconds()) + 60
+
+
+def waiting_ttl_s() -> int:
+    """TTL of WAITING and WAITING_PRODUCT: past the longest search."""
+    return int(settings.DISPATCH_SEARCH_TIMEOUT_S * 2) + 60
 
 
 def index_ttl_s() -> int:

@@ -12,6 +12,8 @@ import time
 from uuid import UUID
 
 from django.conf import settings
+from django.utils import timezone
+from redis.exceptions import RedisError
 
 from dispatch import policies, presence
 from dispatch.models import Offer
@@ -30,8 +32,10 @@ def trip_offer_next(*, trip_id: UUID) -> Offer | None:
     """Offer the trip to its next driver (the policy's choice) not yet offered it.
 
     Quietly does nothing unless the trip is REQUESTED without a live offer.
-    After DISPATCH_MAX_OFFERS offers, or with nobody available in range, the
-    trip becomes EXPIRED (`no_drivers`). Returns the offer made, if any.
+    After DISPATCH_MAX_OFFERS offers the trip becomes EXPIRED (`no_drivers`).
+    With nobody available in range it waits for supply until its search runs
+    out (`search_until`: PROTOCOL.md Part 2, "Waiting for supply"), then
+    expires likewise. Returns the offer made, if any.
     """
     started = time.perf_counter()
     trip = Trip.objects.filter(pk=trip_id).first()
@@ -97,8 +101,26 @@ def _match(waiting: list[tuple[WaitingTrip, Trip, int]], started: float) -> dict
     for trip_id in open_:
         # The policy had nobody (left) to propose for this trip.
         trip, offers_made = trips[trip_id]
-        _expire_no_drivers(trip, offers_made=offers_made)
+        _wait_or_expire(trip, offers_made=offers_made)
     return made
+
+
+def _wait_or_expire(trip: Trip, *, offers_made: int) -> None:
+    """Nobody free in range: the trip waits for the first eligible driver who
+    becomes free near it (`presence.wake_waiting`), until its search runs out."""
+    if trip.search_until is None or trip.search_until <= timezone.now():
+        _expire_no_drivers(trip, offers_made=offers_made)
+        return
+    try:
+        presence.wait(trip.pk, lat=trip.pick_up_lat, lng=trip.pick_up_lng, product=trip.product)
+    except RedisError:
+        # Not woken, then: the repair sweep tries it again shortly.
+        logger.exception("dispatch.wait_failed", extra={"trip_id": str(trip.pk)})
+        return
+    logger.info(
+        "dispatch.waiting_for_supply",
+        extra={"trip_id": str(trip.pk), "offers_made": offers_made},
+    )
 
 
 def _log_offered(offer: Offer, trip: Trip, offers_made: int, started: float) -> None:

@@ -199,7 +199,7 @@ def _driver_free(driver_id: int, row: DriverRow | None) -> bool:
 def _announce(offer: Offer, trip: Trip, timeout_s: float) -> None:
     """After commit. A failure here is logged: the offer row stands, and the
     sweeper expires it if its deadline task was never queued."""
-    presence.mark_offered(offer.driver_id)
+    presence.mark_offered(offer.driver_id, trip_id=trip.pk)
     push([offer.driver_id], events.trip_offer(offer, trip, timeout_s))
     queue.expire_offer_at_deadline(offer.pk, timeout_s)
 

@@ -26,6 +26,7 @@ from redis.exceptions import RedisError
 
 from dispatch import keys, matching, scripts
 from taxi.infra.redis import get_async_redis, get_redis
+from workers import queue
 
 logger = logging.getLogger(__name__)
 
@@ -246,14 +247,17 @@ def set_offline(driver_id: int) -> None:
     )
 
 
-def mark_offered(driver_id: int) -> None:
-    """The driver holds a live offer: out of the available set until released.
+def mark_offered(driver_id: int, *, trip_id=None) -> None:
+    """The driver holds a live offer (for `trip_id`, which then no longer
+    waits for supply): out of the available set until released.
 
     Runs after the offer commits; a Redis failure is logged, not raised (the
     database's live offer keeps the driver from a second one meanwhile)."""
     try:
         scripts.OFFERED(
-            get_redis(), [keys.AVAILABLE, keys.driver(driver_id)], [driver_id, keys.DRIVER_TTL_S]
+            get_redis(),
+            [keys.AVAILABLE, keys.driver(driver_id), keys.WAITING, keys.WAITING_PRODUCT],
+            [driver_id, keys.DRIVER_TTL_S, "" if trip_id is None else str(trip_id)],
         )
     except RedisError:
         logger.exception("presence.mark_offered_failed", extra={"driver_id": driver_id})
@@ -300,6 +304,52 @@ def on_driver_released(driver_id: int, *, trip_id=None) -> bool:
         logger.exception("presence.release_failed", extra={"driver_id": driver_id})
         return False
     return bool(back)
+
+
+def wait(trip_id, *, lat: float, lng: float, product: str) -> None:
+    """The trip found nobody free in range: it waits at its pick-up for the
+    first eligible driver who becomes free nearby (`waiting_near`)."""
+    ttl = keys.waiting_ttl_s()
+    pipe = get_redis().pipeline(transaction=True)
+    pipe.geoadd(keys.WAITING, [repr(float(lng)), repr(float(lat)), str(trip_id)])
+    pipe.hset(keys.WAITING_PRODUCT, str(trip_id), product)
+    pipe.expire(keys.WAITING, ttl)
+    pipe.expire(keys.WAITING_PRODUCT, ttl)
+    pipe.execute()
+
+
+def stop_waiting(trip_id) -> None:
+    """The trip got an offer or ended. A Redis failure is logged: a stale
+    entry only wakes a trip that has nothing to do, and expires."""
+    try:
+        pipe = get_redis().pipeline(transaction=True)
+        pipe.zrem(keys.WAITING, str(trip_id))
+        pipe.hdel(keys.WAITING_PRODUCT, str(trip_id))
+        pipe.execute()
+    except RedisError:
+        logger.exception("presence.stop_waiting_failed", extra={"trip_id": str(trip_id)})
+
+
+def waiting(trip_ids: list) -> set[str]:
+    """Which of these trips wait for supply (for the repair sweep, which
+    leaves them to the drivers who will wake them)."""
+    if not trip_ids:
+        return set()
+    scores = get_redis().zmscore(keys.WAITING, [str(t) for t in trip_ids])
+    return {str(t) for t, score in zip(trip_ids, scores, strict=True) if score is not None}
+
+
+def waiting_near(driver_id: int) -> list[str]:
+    """The trips waiting for supply within the widest search ring of the
+    driver (who just became free), nearest first, that they may serve."""
+    return [
+        str(trip_id)
+        for trip_id in scripts.WAKE(
+            get_redis(),
+            [keys.WAITING, keys.WAITING_PRODUCT, keys.driver(driver_id)],
+            [repr(max(settings.DISPATCH_RADII_KM)), settings.DEFAULT_PRODUCT, keys.WAKE_COUNT],
+        )
+    ]
 
 
 def nearest_available(
@@ -374,5 +424,27 @@ def sweep_silent(*, batch: int) -> list[int]:
 
 def release_on_commit(driver_id: int, *, trip_id=None) -> None:
     """`on_driver_released` once the caller's transaction commits: the one
-    way the places where an offer or a trip ends give the driver back."""
-    transaction.on_commit(lambda: on_driver_released(driver_id, trip_id=trip_id), robust=True)
+    way the places where an offer or a trip ends give the driver back; a
+    driver back in the available set wakes the trips waiting near them."""
+    transaction.on_commit(lambda: _release_and_wake(driver_id, trip_id), robust=True)
+
+
+def _release_and_wake(driver_id: int, trip_id) -> None:
+    if on_driver_released(driver_id, trip_id=trip_id):
+        wake_waiting(driver_id)
+
+
+def wake_waiting(driver_id: int) -> list[str]:
+    """The driver just became free: the trips waiting for supply near them
+    that they may serve go to dispatch now (each then offers its nearest
+    eligible driver, this one or another). Returns their ids."""
+    try:
+        trip_ids = waiting_near(driver_id)
+    except RedisError:
+        logger.exception("presence.wake_failed", extra={"driver_id": driver_id})
+        return []
+    for trip_id in trip_ids:
+        queue.dispatch_now(trip_id)
+    if trip_ids:
+        logger.info("dispatch.waiting_woken", extra={"driver_id": driver_id, "trips": trip_ids})
+    return trip_ids

@@ -10,7 +10,9 @@ from datetime import timedelta
 from django.conf import settings
 from django.db.models import Exists, OuterRef
 from django.utils import timezone
+from redis.exceptions import RedisError
 
+from dispatch import presence
 from dispatch.models import Offer
 from dispatch.offers import offer_expire
 from trips.models import Trip
@@ -33,7 +35,7 @@ class SweepResult:
 def dispatch_repair(*, batch: int | None = None) -> SweepResult:
     """Offers past their deadline whose expire task never ran are expired,
     and REQUESTED trips left without a live offer are queued for dispatch
-    again. At most `batch` of each per run."""
+    again (those waiting for supply excepted). At most `batch` of each per run."""
     batch = batch or settings.DISPATCH_SWEEP_BATCH
     now = timezone.now()
     overdue = list(
@@ -47,12 +49,19 @@ def dispatch_repair(*, batch: int | None = None) -> SweepResult:
     live_offer = Offer.objects.filter(trip=OuterRef("pk"), status=Offer.Status.PENDING)
     recent_offer = Offer.objects.filter(trip=OuterRef("pk"), closed_at__gt=settled_since)
     stranded = list(
-        Trip.objects.filter(status=Trip.Status.REQUESTED, created__lt=settled_since)
+        Trip.objects.filter(status=Trip.Status.REQUESTED, updated__lt=settled_since)
         .exclude(Exists(live_offer))
         .exclude(Exists(recent_offer))
-        .order_by("created")
+        .order_by("updated")
         .values_list("pk", flat=True)[:batch]
     )
+    # Trips waiting for supply are left to the drivers who will wake them
+    # (no polling); one whose entry Redis lost is stranded like any other.
+    try:
+        waiting = presence.waiting(stranded)
+    except RedisError:
+        waiting = set()
+    stranded = [trip_id for trip_id in stranded if str(trip_id) not in waiting]
     for trip_id in stranded:
         queue.dispatch_on_commit(trip_id)
     if expired or stranded:

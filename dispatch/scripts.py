@@ -182,14 +182,20 @@ redis.call('EXPIRE', KEYS[3], ARGV[2])
 return 1
 """)
 
-# KEYS: available, driver hash. ARGV: member, driver ttl.
-# An offered driver leaves the available set; one on a trip stays on it.
+# KEYS: available, driver hash, waiting, waiting product.
+# ARGV: member, driver ttl, the trip offered ('' when unknown).
+# An offered driver leaves the available set; one on a trip stays on it. The
+# trip, offered, no longer waits for supply.
 OFFERED = Lua("""
 redis.call('ZREM', KEYS[1], ARGV[1])
 if redis.call('HGET', KEYS[2], 'state') ~= 'on_trip' then
   redis.call('HSET', KEYS[2], 'state', 'offered')
 end
 redis.call('EXPIRE', KEYS[2], ARGV[2])
+if ARGV[3] ~= '' then
+  redis.call('ZREM', KEYS[3], ARGV[3])
+  redis.call('HDEL', KEYS[4], ARGV[3])
+end
 return 1
 """)
 
@@ -293,4 +299,33 @@ for _, member in ipairs(silent) do
   redis.call('ZREM', KEYS[2], member)
 end
 return silent
+""")
+
+# KEYS: waiting, waiting product, the driver hash.
+# ARGV: radius km, the default product, count.
+# The trips waiting for supply near a driver who just became free, nearest
+# first, that the driver may serve (their `products`; none listed: the
+# default product only). Returns trip ids.
+WAKE = Lua("""
+local f = redis.call('HMGET', KEYS[3], 'lng', 'lat', 'products')
+if not f[1] or not f[2] then return {} end
+local found = redis.call('GEOSEARCH', KEYS[1], 'FROMLONLAT', f[1], f[2],
+                         'BYRADIUS', ARGV[1], 'km', 'ASC', 'COUNT', 16)
+local out = {}
+for _, trip in ipairs(found) do
+  local product = redis.call('HGET', KEYS[2], trip)
+  local ok
+  if not product then
+    ok = true
+  elseif f[3] then
+    ok = string.find(f[3], ',' .. product .. ',', 1, true) ~= nil
+  else
+    ok = product == ARGV[2]
+  end
+  if ok then
+    out[#out + 1] = trip
+    if #out >= tonumber(ARGV[3]) then break end
+  end
+end
+return out
 """)

@@ -353,6 +353,8 @@ REST_FRAMEWORK = {
         "nearby": os.environ.get("THROTTLE_NEARBY", "60/min"),
         # Quotes, per rider: each prices every product and searches for drivers.
         "quotes": os.environ.get("THROTTLE_QUOTES", "60/min"),
+        # A shared trip's public view (no login), per client address.
+        "shared": os.environ.get("THROTTLE_SHARED", "120/min"),
     },
     # Who the client is, for the per-address throttles: with 0 (the default)
     # the address the connection came from; behind N trusted proxies, the
@@ -394,6 +396,13 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
     "SCHEMA_PATH_PREFIX": r"/api/",
+    # One name per choice set that several fields share: a trip's status (the
+    # trip, its history's `from`/`to`, a shared trip), and rider/driver (a
+    # user's group, a rating's side).
+    "ENUM_NAME_OVERRIDES": {
+        "TripStatusEnum": "trips.models.TripStatus",
+        "GroupEnum": "trips.models.User.Group",
+    },
 }
 
 # Dispatch (PROTOCOL.md, "Configuration").
@@ -451,14 +460,38 @@ SURGE_MAX_STEP = env_number("SURGE_MAX_STEP", 0.5, minimum=0.1)
 ETA_DETOUR_FACTOR = env_number("ETA_DETOUR_FACTOR", 1.3, minimum=1.0)
 ETA_SPEED_KMH = env_number("ETA_SPEED_KMH", 25, minimum=1)
 OSRM_URL = os.environ.get("OSRM_URL", "").strip().rstrip("/")
-ETA_PROVIDER = (
-    os.environ.get("ETA_PROVIDER", "").strip() or ("osrm" if OSRM_URL else "straight_line")
+ETA_PROVIDER = os.environ.get("ETA_PROVIDER", "").strip() or (
+    "osrm" if OSRM_URL else "straight_line"
 )
 if ETA_PROVIDER not in ("straight_line", "osrm"):
     raise ImproperlyConfigured(f"ETA_PROVIDER must be straight_line or osrm; got {ETA_PROVIDER!r}")
 if ETA_PROVIDER == "osrm" and not OSRM_URL:
     raise ImproperlyConfigured("ETA_PROVIDER=osrm needs OSRM_URL")
 ETA_TIMEOUT_MS = min(300.0, env_number("ETA_TIMEOUT_MS", 300, minimum=10))
+
+# The whole ride (PROTOCOL.md Part 2, "Statuses, extended" and "After the ride").
+# A request with nobody free in range waits this long for a driver.
+DISPATCH_SEARCH_TIMEOUT_S = env_number("DISPATCH_SEARCH_TIMEOUT_S", 120)
+# Scheduled rides: booked SCHEDULE_MIN_AHEAD_S to SCHEDULE_MAX_AHEAD_S ahead,
+# dispatched SCHEDULE_DISPATCH_LEAD_S before their time, at most
+# SCHEDULE_MAX_PER_RIDER waiting per rider.
+SCHEDULE_MIN_AHEAD_S = env_number("SCHEDULE_MIN_AHEAD_S", 900)
+SCHEDULE_MAX_AHEAD_S = env_number("SCHEDULE_MAX_AHEAD_S", 7 * 24 * 3600, minimum=1)
+SCHEDULE_DISPATCH_LEAD_S = env_number("SCHEDULE_DISPATCH_LEAD_S", 600)
+SCHEDULE_MAX_PER_RIDER = int(env_number("SCHEDULE_MAX_PER_RIDER", 5, minimum=1, integer=True))
+# How often beat looks for scheduled trips due and for searches that ran out.
+SCHEDULE_SWEEP_EVERY_S = env_number("SCHEDULE_SWEEP_EVERY_S", 10, minimum=1)
+# A driver may cancel for a no-show this long after arriving.
+NO_SHOW_WAIT_S = env_number("NO_SHOW_WAIT_S", 300)
+# A rider's cancel is free until this long after a driver accepted.
+RIDER_FREE_CANCEL_S = env_number("RIDER_FREE_CANCEL_S", 120)
+# With 1, the driver must give the rider's PIN to start the ride; five wrong
+# tries lock it (the trip can then only be canceled).
+RIDE_PIN_REQUIRED = env_bool("RIDE_PIN_REQUIRED", False)
+RIDE_PIN_MAX_ATTEMPTS = 5
+# Ratings are open this long after the trip ends; share links live this long.
+RATING_WINDOW_S = env_number("RATING_WINDOW_S", 7 * 24 * 3600, minimum=1)
+SHARE_LINK_AFTER_END_S = env_number("SHARE_LINK_AFTER_END_S", 1800, minimum=1)
 
 # Web pages (pages/): maps draw on a plain background unless a tile URL is
 # set, e.g. https://tile.openstreetmap.org/{z}/{x}/{y}.png (the pages then load

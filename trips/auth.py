@@ -6,6 +6,7 @@ from django.conf import settings
 from django.contrib.auth import password_validation
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import IntegrityError, transaction
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 from rest_framework.exceptions import AuthenticationFailed
 from rest_framework_simplejwt.serializers import TokenRefreshSerializer
@@ -38,11 +39,24 @@ def tokens_for(user: User) -> dict[str, str]:
     return {"access": str(refresh.access_token), "refresh": str(refresh)}
 
 
+class RatingSummarySerializer(serializers.Serializer):
+    average = serializers.FloatField(help_text="Mean stars, 1 to 5, to two places.")
+    count = serializers.IntegerField()
+
+
 class UserSerializer(serializers.ModelSerializer):
+    rating = serializers.SerializerMethodField(
+        help_text="The ratings this user received: {average, count}; null before any."
+    )
+
     class Meta:
         model = User
-        fields = ("id", "username", "first_name", "last_name", "group", "photo")
+        fields = ("id", "username", "first_name", "last_name", "group", "photo", "rating")
         read_only_fields = fields
+
+    @extend_schema_field(RatingSummarySerializer(allow_null=True))
+    def get_rating(self, user: User) -> dict | None:
+        return user.rating
 
 
 class SignUpSerializer(serializers.Serializer):

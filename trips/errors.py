@@ -63,6 +63,30 @@ class QuoteMismatch(DomainError):
     default_detail = "The quote is for another product or other places."
 
 
+class InvalidPin(DomainError):
+    code = "invalid_pin"
+    http_status = 409
+    default_detail = "That is not the rider's PIN."
+
+
+class PinLocked(DomainError):
+    code = "pin_locked"
+    http_status = 409
+    default_detail = "Too many wrong PINs: this trip can only be canceled now."
+
+
+class TooEarly(DomainError):
+    code = "too_early"
+    http_status = 409
+    default_detail = "The rider's no-show wait is not over yet."
+
+
+class TooManyScheduled(DomainError):
+    code = "too_many_scheduled"
+    http_status = 409
+    default_detail = "You already have the most scheduled trips allowed."
+
+
 class RateLimited(DomainError):
     """Too many requests of one kind (the socket's share of a REST throttle)."""
 
@@ -81,3 +105,24 @@ class Unavailable(DomainError):
     code = "unavailable"
     http_status = 503
     default_detail = "A backing service is unavailable right now; try again shortly."
+
+
+class AlreadyRated(DomainError):
+    code = "already_rated"
+    http_status = 409
+    default_detail = "This trip already has your rating."
+
+
+class NotRateable(DomainError):
+    """The trip is not COMPLETED, or its rating window (RATING_WINDOW_S after
+    it ended) has closed."""
+
+    code = "not_rateable"
+    http_status = 409
+    default_detail = "This trip cannot be rated: it is not completed, or it ended too long ago."
+
+
+class NotShareable(DomainError):
+    code = "not_shareable"
+    http_status = 409
+    default_detail = "This trip has ended: it can no longer be shared."

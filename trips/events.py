@@ -40,8 +40,10 @@ def frame(type_: str, data: object) -> dict:
     return {"type": type_, "data": data}
 
 
-def trip_data(trip) -> dict:
-    return TripSerializer(trip).data
+def trip_data(trip, viewer_id: int | None = None) -> dict:
+    """The trip as `viewer_id` sees it (the PIN is the rider's; a driver no
+    longer on the trip sees no rider)."""
+    return TripSerializer(trip, context={"viewer_id": viewer_id}).data
 
 
 def trip_participants(trip) -> list[int]:
@@ -49,11 +51,11 @@ def trip_participants(trip) -> list[int]:
 
 
 def trip_created(trip) -> dict:
-    return frame(TRIP_CREATED, trip_data(trip))
+    return frame(TRIP_CREATED, trip_data(trip, trip.rider_id))
 
 
-def trip_updated(trip) -> dict:
-    return frame(TRIP_UPDATED, trip_data(trip))
+def trip_updated(trip, viewer_id: int | None = None) -> dict:
+    return frame(TRIP_UPDATED, trip_data(trip, viewer_id))
 
 
 def trip_offer(offer, trip, timeout_s: float) -> dict:

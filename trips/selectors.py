@@ -7,7 +7,7 @@ from django.db.models import Q, QuerySet
 
 from dispatch.models import Offer
 from trips.errors import NotFound
-from trips.models import Trip, User
+from trips.models import Trip, TripEvent, User
 
 
 def trips_visible_to(user: User) -> QuerySet[Trip]:
@@ -39,3 +39,13 @@ def trip_get_for_user(*, trip_id: UUID | str, user: User) -> Trip:
         # A malformed id (Django raises ValidationError for a bad UUID) is
         # just another trip the caller cannot see.
         raise NotFound() from None
+
+
+def trip_events_for_user(*, trip_id: UUID | str, user: User) -> QuerySet[TripEvent]:
+    """The trip's history, oldest first, for its participants: its rider and
+    its assigned driver. A driver only offered the trip, or who gave it back
+    to dispatch, is no longer one: NotFound, as for anyone else."""
+    trip = trip_get_for_user(trip_id=trip_id, user=user)
+    if trip.actor_for(user) is None:
+        raise NotFound()
+    return TripEvent.objects.filter(trip=trip).order_by("at", "pk")

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from trips.views import auth, trips
+from trips.views import after_ride, auth, trips
 
 urlpatterns = [
     path("sign_up/", auth.SignUpView.as_view(), name="sign_up"),
@@ -14,4 +14,9 @@ urlpatterns = [
     path("trip/<str:trip_id>/decline/", trips.TripDeclineView.as_view(), name="trip_decline"),
     path("trip/<str:trip_id>/status/", trips.TripStatusView.as_view(), name="trip_status"),
     path("trip/<str:trip_id>/cancel/", trips.TripCancelView.as_view(), name="trip_cancel"),
+    # After the ride (PROTOCOL.md Part 2).
+    path("trip/<str:trip_id>/rating/", after_ride.TripRatingView.as_view(), name="trip_rating"),
+    path("trip/<str:trip_id>/share/", after_ride.TripShareView.as_view(), name="trip_share"),
+    path("trip/<str:trip_id>/events/", after_ride.TripEventsView.as_view(), name="trip_events"),
+    path("shared/<str:token>/", after_ride.SharedTripView.as_view(), name="shared_trip"),
 ]

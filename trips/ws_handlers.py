@@ -26,6 +26,7 @@ from dispatch.offers import offer_decline
 from taxi.infra.push import replying_to
 from trips import events
 from trips.errors import Forbidden, OfferNotAvailable
+from trips.fields import TextField
 from trips.models import Trip
 from trips.serializers import TripCancelSerializer, TripCreateSerializer, validated
 from trips.services import trip_accept, trip_cancel, trip_create, trip_move
@@ -51,6 +52,7 @@ class TripUpdateSerializer(TripRefSerializer):
     Any trip status is well-formed; the table decides which moves happen."""
 
     status = serializers.ChoiceField(choices=Trip.Status.choices)
+    pin = TextField(max_length=8, required=False, allow_null=True, default=None)
 
 
 class TripCancelMessageSerializer(TripCancelSerializer):
@@ -74,7 +76,7 @@ async def _change_trip(consumer, reply_type: str, service: Callable, **kwargs) -
     def run() -> dict:
         with replying_to(consumer.channel_name):
             trip = service(**kwargs)
-        return events.frame(reply_type, events.trip_data(trip))
+        return events.frame(reply_type, events.trip_data(trip, consumer.user.pk))
 
     return await consumer.call(run)
 
@@ -89,7 +91,7 @@ async def create_trip(consumer, data: dict) -> dict:
         fields = validated(TripCreateSerializer, data)
         with replying_to(consumer.channel_name):
             trip = trip_create(rider=consumer.user, **fields)
-        return events.frame(events.TRIP_CREATED, events.trip_data(trip))
+        return events.frame(events.TRIP_CREATED, events.trip_data(trip, consumer.user.pk))
 
     return await consumer.call(run)
 
@@ -112,7 +114,13 @@ async def update_trip(consumer, data: dict) -> dict:
             consumer, events.TRIP_UPDATED, trip_accept, trip_id=trip_id, driver=consumer.user
         )
     return await _change_trip(
-        consumer, events.TRIP_UPDATED, trip_move, trip_id=trip_id, user=consumer.user, status=status
+        consumer,
+        events.TRIP_UPDATED,
+        trip_move,
+        trip_id=trip_id,
+        user=consumer.user,
+        status=status,
+        pin=fields["pin"],
     )
 
 
@@ -142,6 +150,7 @@ async def cancel_trip(consumer, data: dict) -> dict:
         trip_id=fields["id"],
         user=consumer.user,
         reason=fields["reason"],
+        reason_code=fields["reason_code"],
     )
 
 

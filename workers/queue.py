@@ -22,6 +22,7 @@ SWEEP_DISPATCH = "workers.sweep_dispatch"
 EXPIRE_STALE_TRIPS = "workers.expire_stale_trips"
 SWEEP_SILENT_DRIVERS = "workers.sweep_silent_drivers"
 REFRESH_SURGE = "workers.refresh_surge"
+SWEEP_SCHEDULED = "workers.sweep_scheduled"
 
 
 def dispatch_on_commit(trip_id: UUID) -> None:
@@ -32,6 +33,16 @@ def dispatch_on_commit(trip_id: UUID) -> None:
     transaction.on_commit(
         lambda: current_app.send_task(DISPATCH_TRIP, (str(trip_id),)), robust=True
     )
+
+
+def dispatch_now(trip_id: UUID | str) -> None:
+    """Offer the trip to its next driver now (outside any transaction: a
+    driver just became free near it). A failure is logged: the trip keeps
+    waiting for the next driver, or for its search to run out."""
+    try:
+        current_app.send_task(DISPATCH_TRIP, (str(trip_id),))
+    except (KombuError, RedisError, OSError):
+        logger.exception("dispatch.queue_failed", extra={"trip_id": str(trip_id)})
 
 
 def expire_offer_at_deadline(offer_id: UUID, timeout_s: float) -> None:

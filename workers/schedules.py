@@ -48,6 +48,12 @@ def schedules() -> list[Schedule]:
             description="REQUESTED trips older than TRIP_STALE_AFTER_S become EXPIRED (stale).",
         ),
         Schedule(
+            name=NAME_PREFIX + "sweep scheduled trips",
+            task=queue.SWEEP_SCHEDULED,
+            every_s=max(1, round(settings.SCHEDULE_SWEEP_EVERY_S)),
+            description="Dispatch scheduled trips that are due; expire searches that ran out.",
+        ),
+        Schedule(
             name=NAME_PREFIX + "refresh surge",
             task=queue.REFRESH_SURGE,
             every_s=max(1, round(settings.SURGE_REFRESH_S)),

@@ -20,7 +20,7 @@ from dispatch.loop import trip_offer_next
 from dispatch.offers import offer_expire
 from dispatch.repair import dispatch_repair
 from pricing import surge
-from trips.services import trips_expire_stale
+from trips.services import trips_expire_searches, trips_expire_stale, trips_promote_due
 from workers import queue
 
 logger = logging.getLogger(__name__)
@@ -100,3 +100,11 @@ def refresh_surge() -> None:
     """Publish the surge multiplier of every cell (pricing.surge); a run right
     after another, or beside one, publishes nothing."""
     surge.refresh()
+
+
+@shared_task(name=queue.SWEEP_SCHEDULED, **_SWEEP)
+def sweep_scheduled() -> None:
+    """Dispatch the scheduled trips that are due; expire the trips whose
+    search for a driver ran out (DISPATCH_SEARCH_TIMEOUT_S)."""
+    trips_promote_due()
+    trips_expire_searches()

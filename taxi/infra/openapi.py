@@ -68,6 +68,21 @@ class AutoSchema(openapi.AutoSchema):
             schema["pattern"] = NO_NUL_NOT_BLANK if not_blank else NO_NUL
         return schema
 
+    def _map_basic_serializer(self, serializer, direction):
+        # A read-only field is listed as required unless it says it may be
+        # absent (`openapi_optional`): the rider's PIN, say.
+        schema = super()._map_basic_serializer(serializer, direction)
+        optional = {
+            name
+            for name, field in serializer.fields.items()
+            if getattr(field, "openapi_optional", False)
+        }
+        if optional and "required" in schema:
+            schema["required"] = [name for name in schema["required"] if name not in optional]
+            if not schema["required"]:
+                del schema["required"]
+        return schema
+
     def get_operation(self, path, path_regex, path_prefix, method, registry):
         operation = super().get_operation(path, path_regex, path_prefix, method, registry)
         if operation is None:

@@ -10,7 +10,7 @@ from django.conf import settings
 from django.db import connections
 from django.utils import timezone
 
-from dispatch import keys
+from dispatch import keys, presence
 from dispatch.loop import trip_offer_next
 from dispatch.models import Offer
 from taxi.infra.redis import get_redis
@@ -85,9 +85,23 @@ def test_an_unknown_trip_is_left_alone():
     assert trip_offer_next(trip_id="00000000-0000-4000-8000-000000000000") is None
 
 
-def test_nobody_in_range_expires_the_trip_at_once(rider, driver_at):
+def test_nobody_in_range_leaves_the_trip_waiting_for_supply(rider, driver_at):
+    # PROTOCOL.md Part 2 ("Waiting for supply") replaces Part 1's expiry at once.
     driver_at(25)
     trip = request_trip(rider)
+
+    assert trip_offer_next(trip_id=trip.pk) is None
+
+    trip.refresh_from_db()
+    assert (trip.status, trip.version) == (Trip.Status.REQUESTED, 1)
+    assert presence.waiting([trip.pk]) == {str(trip.pk)}
+    assert not Offer.objects.exists()
+
+
+def test_nobody_in_range_once_the_search_ran_out_expires_the_trip(rider, driver_at):
+    driver_at(25)
+    trip = request_trip(rider)
+    Trip.objects.filter(pk=trip.pk).update(search_until=timezone.now())
 
     assert trip_offer_next(trip_id=trip.pk) is None
 
@@ -167,9 +181,11 @@ def test_two_trips_dispatched_at_once_never_offer_the_same_driver(make_user, dri
 
     offers = list(Offer.objects.all())
     assert len(offers) == 1 and offers[0].driver_id == only.pk
-    # The loser found nobody else free and gave up on its trip.
+    # The loser found nobody else free: its trip waits for supply.
     statuses = sorted(Trip.objects.values_list("status", flat=True))
-    assert statuses == [Trip.Status.EXPIRED, Trip.Status.REQUESTED]
+    assert statuses == [Trip.Status.REQUESTED, Trip.Status.REQUESTED]
+    waiting = [t.pk for t in trips if t.pk != offers[0].trip_id]
+    assert presence.waiting([t.pk for t in trips]) == {str(t) for t in waiting}
 
 
 def test_many_trips_at_once_give_each_driver_at_most_one_live_offer(make_user, driver_at):
@@ -193,4 +209,8 @@ def test_many_trips_at_once_give_each_driver_at_most_one_live_offer(make_user, d
     live = Offer.objects.filter(status=Offer.Status.PENDING).values_list("driver_id", "trip_id")
     assert sorted(d for d, _ in live) == sorted(d.pk for d in drivers)
     assert len({t for _, t in live}) == len(live), "one live offer per trip"
-    assert Trip.objects.filter(status=Trip.Status.EXPIRED).count() == len(trips) - len(drivers)
+    offered = {t for _, t in live}
+    assert presence.waiting([t.pk for t in trips]) == {
+        str(t.pk) for t in trips if t.pk not in offered
+    }
+    assert not Trip.objects.filter(status=Trip.Status.EXPIRED).exists()

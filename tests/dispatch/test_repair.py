@@ -64,7 +64,10 @@ def test_two_sweepers_at_once_expire_a_lost_offer_once(rider, driver_at):
 
 def test_the_sweeper_requeues_a_trip_left_without_an_offer_but_not_a_fresh_one(rider, make_user):
     stranded = request_trip(rider)
-    Trip.objects.filter(pk=stranded.pk).update(created=timezone.now() - timedelta(seconds=30))
+    Trip.objects.filter(pk=stranded.pk).update(
+        created=timezone.now() - timedelta(seconds=30),
+        updated=timezone.now() - timedelta(seconds=30),
+    )
     fresh = request_trip(make_user("rider"))
     get_redis().delete("celery")
 
@@ -79,7 +82,8 @@ def test_the_sweeper_leaves_a_trip_with_a_live_offer_alone(rider, driver_at):
     driver_at(0.4)
     trip = request_trip(rider)
     trip_offer_next(trip_id=trip.pk)
-    Trip.objects.filter(pk=trip.pk).update(created=timezone.now() - timedelta(seconds=30))
+    then = timezone.now() - timedelta(seconds=30)
+    Trip.objects.filter(pk=trip.pk).update(created=then, updated=then)
     get_redis().delete("celery")
 
     result = dispatch_repair()

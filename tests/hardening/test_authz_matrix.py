@@ -224,7 +224,9 @@ def assert_rest_effect(call: str, role: str, response, users: dict, trip: Trip) 
     elif call == "status":
         assert row.status == S.IN_PROGRESS
     elif call == "cancel":
-        assert row.status == S.CANCELED
+        # PROTOCOL.md Part 2: the assigned driver's cancel goes back to dispatch.
+        expected = S.REQUESTED if role == "assigned" else S.CANCELED
+        assert row.status == expected
     elif call == "create":
         assert Trip.objects.filter(rider=users[role], status=S.REQUESTED).count() == 1
     elif call == "products":

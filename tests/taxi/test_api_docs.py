@@ -123,15 +123,19 @@ def test_trip_calls_describe_bodies_and_errors(schema):
     # Request bodies: what a client may send, and nothing a rider may not set.
     create_body = _body_schema(schema, create)
     # Part 2's optional fields beside Part 1's body.
-    assert set(create_body["properties"]) == set(TRIP_REQUEST) | {"product", "quote_id"}
+    assert set(create_body["properties"]) == set(TRIP_REQUEST) | {
+        "product",
+        "quote_id",
+        "scheduled_for",
+    }
     assert set(create_body["required"]) == {
         "pick_up_address",
         "pick_up_lat",
         "pick_up_lng",
         "drop_off_address",
     }
-    assert set(_body_schema(schema, move)["properties"]) == {"status"}
-    assert set(_body_schema(schema, cancel)["properties"]) == {"reason"}
+    assert set(_body_schema(schema, move)["properties"]) == {"status", "pin"}
+    assert set(_body_schema(schema, cancel)["properties"]) == {"reason", "reason_code"}
     assert any(p["name"] == "Idempotency-Key" and p["in"] == "header" for p in create["parameters"])
     assert {p["name"] for p in listing["parameters"]} >= {"status", "limit", "offset"}
 
@@ -150,7 +154,9 @@ def test_trip_calls_describe_bodies_and_errors(schema):
 
     # The trip object as PROTOCOL.md shows it.
     trip = schema["components"]["schemas"]["Trip"]
-    assert set(trip["properties"]) == TRIP_KEYS
+    # ... and the rider's PIN, in the rider's view only: documented, not required.
+    assert set(trip["properties"]) == TRIP_KEYS | {"pin"}
+    assert "pin" not in trip["required"]
 
 
 def test_the_docs_page_is_public_and_needs_no_internet(api):

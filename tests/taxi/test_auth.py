@@ -16,7 +16,8 @@ from trips.models import User
 
 pytestmark = pytest.mark.django_db
 
-USER_FIELDS = {"id", "username", "first_name", "last_name", "group", "photo"}
+# PROTOCOL.md Part 2 adds `rating` ({average, count}, null before any).
+USER_FIELDS = {"id", "username", "first_name", "last_name", "group", "photo", "rating"}
 CLAIMS = ("username", "first_name", "last_name", "group")
 
 # The exact body of the issue's `curl` call.
@@ -81,6 +82,7 @@ def test_sign_up_creates_a_rider_and_answers_the_user_object(api):
         "last_name": "herman",
         "group": "rider",
         "photo": None,
+        "rating": None,
     }
     assert user.password != PASSWORD
     assert user.check_password(PASSWORD)

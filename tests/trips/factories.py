@@ -38,6 +38,10 @@ TRIP_KEYS = {
     # Ours: the route as estimated at the request.
     "distance_m",
     "duration_s",
+    # PROTOCOL.md Part 2, "Statuses, extended" (and ours: the cancel's code).
+    "scheduled_for",
+    "cancellation_fee",
+    "cancel_reason_code",
 }
 # A valid trip request body (REST `POST /api/trip/`, WS `create.trip`).
 TRIP_REQUEST = {
@@ -89,14 +93,20 @@ def queued_dispatches() -> int:
 # assigned driver, the driver it is (or was) offered to, and two strangers.
 
 ROLES = ("rider", "assigned", "offered", "stranger_driver", "stranger_rider")
-ACTIONS = ("accept", "in_progress", "completed", "cancel")
-# (status, action, role) -> the status it moves to.
+ACTIONS = ("accept", "arrived", "in_progress", "completed", "cancel")
+# (status, action, role) -> the status it moves to. PROTOCOL.md Part 2
+# replaces Part 1's driver cancel: it sends the trip back to dispatch.
 ALLOWED = {
+    (S.SCHEDULED, "cancel", "rider"): S.CANCELED,
     (S.REQUESTED, "accept", "offered"): S.STARTED,
     (S.REQUESTED, "cancel", "rider"): S.CANCELED,
+    (S.STARTED, "arrived", "assigned"): S.ARRIVED,
     (S.STARTED, "in_progress", "assigned"): S.IN_PROGRESS,
     (S.STARTED, "cancel", "rider"): S.CANCELED,
-    (S.STARTED, "cancel", "assigned"): S.CANCELED,
+    (S.STARTED, "cancel", "assigned"): S.REQUESTED,
+    (S.ARRIVED, "in_progress", "assigned"): S.IN_PROGRESS,
+    (S.ARRIVED, "cancel", "rider"): S.CANCELED,
+    (S.ARRIVED, "cancel", "assigned"): S.REQUESTED,
     (S.IN_PROGRESS, "completed", "assigned"): S.COMPLETED,
 }
 ALLOWED_CASES = sorted(ALLOWED)
@@ -110,8 +120,10 @@ REFUSED_CASES = [
 # The trip each status is tested in: whether it has a driver, and how the
 # `offered` driver's offer stands.
 SETUPS = {
+    S.SCHEDULED: (False, Offer.Status.REVOKED),
     S.REQUESTED: (False, Offer.Status.PENDING),
     S.STARTED: (True, Offer.Status.EXPIRED),
+    S.ARRIVED: (True, Offer.Status.EXPIRED),
     S.IN_PROGRESS: (True, Offer.Status.EXPIRED),
     S.COMPLETED: (True, Offer.Status.EXPIRED),
     S.CANCELED: (True, Offer.Status.REVOKED),
@@ -131,8 +143,12 @@ def make_world(make_user) -> dict[str, User]:
 
 def build(world: dict[str, User], status: str) -> Trip:
     has_driver, offer_status = SETUPS[status]
+    scheduled_for = timezone.now() + timedelta(hours=2) if status == S.SCHEDULED else None
     trip = make_trip(
-        world["rider"], status=status, driver=world["assigned"] if has_driver else None
+        world["rider"],
+        status=status,
+        driver=world["assigned"] if has_driver else None,
+        scheduled_for=scheduled_for,
     )
     make_offer(trip, world["offered"], status=offer_status)
     return trip

@@ -464,8 +464,10 @@ ALLOWED = [
     ("STARTED", "driver", "update.trip", {"status": "IN_PROGRESS"}, "IN_PROGRESS"),
     ("STARTED", "rider", "update.trip", {"status": "CANCELED"}, "CANCELED"),
     ("STARTED", "rider", "cancel.trip", {"reason": "changed my mind"}, "CANCELED"),
-    ("STARTED", "driver", "update.trip", {"status": "CANCELED"}, "CANCELED"),
-    ("STARTED", "driver", "cancel.trip", {"reason": None}, "CANCELED"),
+    ("STARTED", "driver", "update.trip", {"status": "ARRIVED"}, "ARRIVED"),
+    # Part 2: a driver's cancel sends the trip back to dispatch.
+    ("STARTED", "driver", "update.trip", {"status": "CANCELED"}, "REQUESTED"),
+    ("STARTED", "driver", "cancel.trip", {"reason": None}, "REQUESTED"),
     ("IN_PROGRESS", "driver", "update.trip", {"status": "COMPLETED"}, "COMPLETED"),
 ]
 
@@ -496,6 +498,7 @@ async def test_allowed_transitions(
     assert await acting.receive_nothing(timeout=QUIET_S)
     # The actor's other socket hears the same trip as a push.
     assert await receive(acting_other_socket) == {"type": "trip.updated", "data": pushed}
+    driver_gave_up = actor == "driver" and to_status == "REQUESTED"
     # The other party hears the trip if they are on it; an offered driver
     # whose trip the rider cancels hears the offer revoked instead.
     heard = await receive(other_party)
@@ -506,19 +509,35 @@ async def test_allowed_transitions(
         }
         assert await offer_status(offer.pk) == "REVOKED"
     else:
-        assert heard == {"type": "trip.updated", "data": pushed}
+        # The same trip, each as theirs: the PIN is the rider's alone, and a
+        # driver who gave the trip up no longer sees the rider.
+        assert heard["type"] == "trip.updated"
+        assert _shared(heard["data"]) == _shared(pushed)
+        assert ("pin" in heard["data"]) == (actor == "driver" and to_status in ASSIGNED)
+        assert "pin" not in pushed or actor == "rider"
+        if driver_gave_up:
+            assert pushed["rider"] is None and heard["data"]["rider"]["id"] == rider.pk
     assert await other_party.receive_nothing(timeout=QUIET_S)
     assert await stranger.receive_nothing(timeout=QUIET_S)
     # And the database agrees.
     status, version, driver_id, reason = await trip_state(trip.pk)
     assert (status, version) == (to_status, 2)
     canceled_before_assignment = (from_status, to_status) == ("REQUESTED", "CANCELED")
-    assert driver_id == (None if canceled_before_assignment else driver.pk)
+    no_driver = canceled_before_assignment or driver_gave_up
+    assert driver_id == (None if no_driver else driver.pk)
     if data.get("reason"):
         assert reason == data["reason"]
     if to_status == "STARTED":
         assert pushed["driver"]["id"] == driver.pk
         assert await offer_status(offer.pk) == "ACCEPTED"
+
+
+ASSIGNED = ("STARTED", "ARRIVED", "IN_PROGRESS")
+
+
+def _shared(trip: dict) -> dict:
+    """What both parties see alike."""
+    return {k: v for k, v in trip.items() if k not in ("pin", "rider")}
 
 
 REFUSED = [
@@ -703,7 +722,12 @@ async def test_a_trip_from_request_to_completion(ws_connect, rider, driver):
         reply = await request(driver_ws, "update.trip", {"id": trip_id, "status": status})
         assert (reply["type"], reply["data"]["status"]) == ("trip.updated", status)
         pushed = await receive(rider_ws)
-        assert pushed == {"type": "trip.updated", "data": reply["data"]}
+        # The same trip; the rider's view alone carries the ride PIN while it rides.
+        rider_view = dict(reply["data"])
+        if status in ASSIGNED:
+            rider_view["pin"] = pushed["data"]["pin"]
+        assert pushed == {"type": "trip.updated", "data": rider_view}
+        assert "pin" not in reply["data"]
         versions.append(pushed["data"]["version"])
 
     assert versions == [2, 3, 4]

@@ -14,13 +14,24 @@ S = Trip.Status
 FINAL = (S.COMPLETED, S.CANCELED, S.EXPIRED)
 
 # PROTOCOL.md's status table, written out independently of the model.
+# Part 2 ("Statuses, extended") adds SCHEDULED and ARRIVED, and replaces the
+# driver's cancel to CANCELED with a move back to REQUESTED (dispatch); a
+# driver's CANCELED is the no-show, from ARRIVED only.
 ALLOWED = {
+    (S.SCHEDULED, S.REQUESTED, Actor.SERVICE),
+    (S.SCHEDULED, S.CANCELED, Actor.RIDER),
+    (S.SCHEDULED, S.EXPIRED, Actor.SERVICE),
     (S.REQUESTED, S.STARTED, Actor.OFFERED_DRIVER),
     (S.REQUESTED, S.CANCELED, Actor.RIDER),
     (S.REQUESTED, S.EXPIRED, Actor.SERVICE),
+    (S.STARTED, S.ARRIVED, Actor.ASSIGNED_DRIVER),
     (S.STARTED, S.IN_PROGRESS, Actor.ASSIGNED_DRIVER),
     (S.STARTED, S.CANCELED, Actor.RIDER),
-    (S.STARTED, S.CANCELED, Actor.ASSIGNED_DRIVER),
+    (S.STARTED, S.REQUESTED, Actor.ASSIGNED_DRIVER),
+    (S.ARRIVED, S.IN_PROGRESS, Actor.ASSIGNED_DRIVER),
+    (S.ARRIVED, S.CANCELED, Actor.RIDER),
+    (S.ARRIVED, S.CANCELED, Actor.ASSIGNED_DRIVER),
+    (S.ARRIVED, S.REQUESTED, Actor.ASSIGNED_DRIVER),
     (S.IN_PROGRESS, S.COMPLETED, Actor.ASSIGNED_DRIVER),
 }
 EVERY_MOVE = set(itertools.product(S.values, S.values, Actor.values))

@@ -32,6 +32,7 @@ from tests.trips.factories import (
 from trips.errors import (
     ActiveTripExists,
     Forbidden,
+    InvalidInput,
     InvalidTransition,
     NotFound,
     OfferNotAvailable,
@@ -174,6 +175,8 @@ def test_allowed_moves_change_status_once_and_push_after_commit(
     assert row.status == moved.status == ALLOWED[(status, action, role)]
     assert row.version == before[1] + 1
     expected_driver = world["offered"].pk if action == "accept" else before[2]
+    if (action, role) == ("cancel", "assigned"):
+        expected_driver = None  # back to dispatch, without them
     assert row.driver_id == expected_driver
     assert callbacks
 
@@ -335,24 +338,35 @@ def test_canceling_a_requested_trip_withdraws_its_live_offer(rider, driver):
     assert offer.status == Offer.Status.REVOKED
 
 
-def test_the_assigned_driver_cancels_with_their_reason(rider, driver):
-    trip = make_trip(rider, status=S.STARTED, driver=driver)
+@pytest.mark.parametrize("status", [S.STARTED, S.ARRIVED])
+def test_the_assigned_driver_cancel_sends_the_trip_back_to_dispatch(
+    rider, driver, status, django_capture_on_commit_callbacks
+):
+    # PROTOCOL.md Part 2 replaces Part 1's driver cancel to CANCELED.
+    trip = make_trip(rider, status=status, driver=driver)
 
-    canceled = trip_cancel(trip_id=trip.pk, user=driver, reason="flat tyre")
+    with django_capture_on_commit_callbacks(execute=True):
+        back = trip_cancel(trip_id=trip.pk, user=driver, reason_code="vehicle_issue")
 
-    assert (canceled.status, canceled.status_reason, canceled.driver_id) == (
-        S.CANCELED,
-        "flat tyre",
-        driver.pk,
+    row = Trip.objects.get(pk=trip.pk)
+    assert (row.status, row.status_reason, row.driver_id, row.cancel_reason_code) == (
+        S.REQUESTED,
+        "driver_canceled",
+        None,
+        "vehicle_issue",
     )
+    assert back.status == S.REQUESTED and row.cancellation_fee is None
+    assert queued_dispatches() == 1
 
 
-def test_a_driver_cancel_without_reason_says_who_canceled(rider, driver):
+def test_a_driver_cancel_with_a_riders_reason_code_is_refused(rider, driver):
     trip = make_trip(rider, status=S.STARTED, driver=driver)
+    before = snapshot(trip)
 
-    canceled = trip_cancel(trip_id=trip.pk, user=driver)
+    with pytest.raises(InvalidInput):
+        trip_cancel(trip_id=trip.pk, user=driver, reason_code="changed_mind")
 
-    assert canceled.status_reason == "canceled_by_driver"
+    assert snapshot(trip) == before
 
 
 def test_a_long_cancel_reason_is_cut_to_the_column(rider):
@@ -383,7 +397,7 @@ def test_expire_twice_changes_nothing_the_second_time(rider):
     assert snapshot(trip) == before
 
 
-@pytest.mark.parametrize("status", [s for s in S.values if s != S.REQUESTED])
+@pytest.mark.parametrize("status", [s for s in S.values if s not in (S.REQUESTED, S.SCHEDULED)])
 def test_expire_leaves_a_trip_that_moved_on_alone(
     world, status, django_capture_on_commit_callbacks
 ):
@@ -495,7 +509,9 @@ def test_stale_trips_expire_and_their_offers_are_withdrawn(rider, make_user):
     old = request_trip(rider)
     offer = trip_offer_next(trip_id=old.pk)
     age = timedelta(seconds=settings.TRIP_STALE_AFTER_S + 5)
-    Trip.objects.filter(pk=old.pk).update(created=timezone.now() - age)
+    Trip.objects.filter(pk=old.pk).update(
+        created=timezone.now() - age, updated=timezone.now() - age
+    )
     young = request_trip(make_user("rider"))
 
     assert trips_expire_stale() == 1

@@ -9,6 +9,7 @@ import pytest
 from channels.db import database_sync_to_async
 from django.utils import timezone
 
+from dispatch import presence
 from dispatch.models import Offer
 from tests.dispatch.support import km_north, next_frame, trip_status, wait_until
 from tests.trips.factories import TRIP_REQUEST
@@ -61,6 +62,11 @@ def rider_socket(make_user, ws_connect):
         return rider, ws
 
     return connect
+
+
+async def wait_until_waiting(trip_id: str) -> None:
+    """Until the dispatch worker has parked the trip to wait for supply."""
+    await wait_until(lambda: presence.waiting([trip_id]) == {trip_id}, within=10)
 
 
 async def request(ws, body=None) -> str:
@@ -128,9 +134,11 @@ async def test_an_unanswered_offer_times_out_and_moves_on(online_driver, rider_s
     assert statuses == [Offer.Status.EXPIRED, Offer.Status.PENDING]
 
 
-async def test_when_everyone_declines_the_trip_expires_and_the_rider_hears(
-    online_driver, rider_socket
+async def test_when_everyone_declines_and_the_search_is_over_the_trip_expires(
+    online_driver, rider_socket, settings
 ):
+    # No time left to wait for supply (PROTOCOL.md Part 2): expiry at once.
+    settings.DISPATCH_SEARCH_TIMEOUT_S = 0
     drivers = [await online_driver(km) for km in (0.4, 1.2)]
     _, rider_ws = await rider_socket()
     trip_id = await request(rider_ws)
@@ -148,7 +156,10 @@ async def test_when_everyone_declines_the_trip_expires_and_the_rider_hears(
     assert updated["data"]["version"] == 2
 
 
-async def test_with_nobody_in_range_the_trip_expires_at_once(online_driver, rider_socket):
+async def test_with_nobody_in_range_and_no_search_time_the_trip_expires_at_once(
+    online_driver, rider_socket, settings
+):
+    settings.DISPATCH_SEARCH_TIMEOUT_S = 0
     _, far_ws = await online_driver(40)
     _, rider_ws = await rider_socket()
 
@@ -157,6 +168,24 @@ async def test_with_nobody_in_range_the_trip_expires_at_once(online_driver, ride
 
     assert (updated["data"]["id"], updated["data"]["status"]) == (trip_id, "EXPIRED")
     assert updated["data"]["status_reason"] == "no_drivers"
+    assert await far_ws.receive_nothing(timeout=0.3)
+
+
+async def test_a_waiting_trip_goes_to_the_first_driver_who_comes_online_near_it(
+    online_driver, rider_socket
+):
+    # Given a request with nobody in range: it waits for supply.
+    _, far_ws = await online_driver(40)
+    _, rider_ws = await rider_socket()
+    trip_id = await request(rider_ws)
+    await wait_until_waiting(trip_id)
+
+    # When a driver comes online near the pick-up
+    _, near_ws = await online_driver(0.5)
+
+    # Then they are offered it at once, with no sweep or poll in between.
+    offer = await next_frame(near_ws, "trip.offer", within=5)
+    assert offer["data"]["trip"]["id"] == trip_id
     assert await far_ws.receive_nothing(timeout=0.3)
 
 
@@ -263,7 +292,9 @@ async def test_a_stale_trip_is_cleaned_up(online_driver, rider_socket, settings)
     await next_frame(near_ws, "trip.offer")
     age = timedelta(seconds=settings.TRIP_STALE_AFTER_S + 1)
     await database_sync_to_async(
-        lambda: Trip.objects.filter(pk=trip_id).update(created=timezone.now() - age)
+        lambda: Trip.objects.filter(pk=trip_id).update(
+            created=timezone.now() - age, updated=timezone.now() - age
+        )
     )()
 
     expire_stale_trips.delay()

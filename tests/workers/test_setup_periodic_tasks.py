@@ -24,6 +24,7 @@ EXPECTED_TASKS = {
     "workers.sweep_silent_drivers",
     "workers.expire_stale_trips",
     "workers.refresh_surge",
+    "workers.sweep_scheduled",
 }
 
 

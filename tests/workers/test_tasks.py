@@ -138,7 +138,9 @@ async def test_expire_stale_trips_twice_tells_the_rider_once(
     trip, _ = await database_sync_to_async(setup_offer)(rider, near)
     age = timedelta(seconds=settings.TRIP_STALE_AFTER_S + 1)
     await database_sync_to_async(
-        lambda: Trip.objects.filter(pk=trip.pk).update(created=timezone.now() - age)
+        lambda: Trip.objects.filter(pk=trip.pk).update(
+            created=timezone.now() - age, updated=timezone.now() - age
+        )
     )()
     rider_ws, _, _ = await ws_connect(rider)
 

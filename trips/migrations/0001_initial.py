@@ -10,65 +10,213 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
-        ('auth', '0012_alter_user_first_name_max_length'),
+        ("auth", "0012_alter_user_first_name_max_length"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='User',
+            name="User",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('password', models.CharField(max_length=128, verbose_name='password')),
-                ('last_login', models.DateTimeField(blank=True, null=True, verbose_name='last login')),
-                ('is_superuser', models.BooleanField(default=False, help_text='Designates that this user has all permissions without explicitly assigning them.', verbose_name='superuser status')),
-                ('username', models.CharField(error_messages={'unique': 'A user with that username already exists.'}, help_text='Required. 150 characters or fewer. Letters, digits and @/./+/-/_ only.', max_length=150, unique=True, validators=[django.contrib.auth.validators.UnicodeUsernameValidator()], verbose_name='username')),
-                ('first_name', models.CharField(blank=True, max_length=150, verbose_name='first name')),
-                ('last_name', models.CharField(blank=True, max_length=150, verbose_name='last name')),
-                ('email', models.EmailField(blank=True, max_length=254, verbose_name='email address')),
-                ('is_staff', models.BooleanField(default=False, help_text='Designates whether the user can log into this admin site.', verbose_name='staff status')),
-                ('is_active', models.BooleanField(default=True, help_text='Designates whether this user should be treated as active. Unselect this instead of deleting accounts.', verbose_name='active')),
-                ('date_joined', models.DateTimeField(default=django.utils.timezone.now, verbose_name='date joined')),
-                ('group', models.CharField(choices=[('rider', 'Rider'), ('driver', 'Driver')], default='rider', max_length=16)),
-                ('photo', models.ImageField(blank=True, null=True, upload_to='photos/')),
-                ('groups', models.ManyToManyField(blank=True, help_text='The groups this user belongs to. A user will get all permissions granted to each of their groups.', related_name='user_set', related_query_name='user', to='auth.group', verbose_name='groups')),
-                ('user_permissions', models.ManyToManyField(blank=True, help_text='Specific permissions for this user.', related_name='user_set', related_query_name='user', to='auth.permission', verbose_name='user permissions')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("password", models.CharField(max_length=128, verbose_name="password")),
+                (
+                    "last_login",
+                    models.DateTimeField(blank=True, null=True, verbose_name="last login"),
+                ),
+                (
+                    "is_superuser",
+                    models.BooleanField(
+                        default=False,
+                        help_text="Designates that this user has all permissions without explicitly assigning them.",
+                        verbose_name="superuser status",
+                    ),
+                ),
+                (
+                    "username",
+                    models.CharField(
+                        error_messages={"unique": "A user with that username already exists."},
+                        help_text="Required. 150 characters or fewer. Letters, digits and @/./+/-/_ only.",
+                        max_length=150,
+                        unique=True,
+                        validators=[django.contrib.auth.validators.UnicodeUsernameValidator()],
+                        verbose_name="username",
+                    ),
+                ),
+                (
+                    "first_name",
+                    models.CharField(blank=True, max_length=150, verbose_name="first name"),
+                ),
+                (
+                    "last_name",
+                    models.CharField(blank=True, max_length=150, verbose_name="last name"),
+                ),
+                (
+                    "email",
+                    models.EmailField(blank=True, max_length=254, verbose_name="email address"),
+                ),
+                (
+                    "is_staff",
+                    models.BooleanField(
+                        default=False,
+                        help_text="Designates whether the user can log into this admin site.",
+                        verbose_name="staff status",
+                    ),
+                ),
+                (
+                    "is_active",
+                    models.BooleanField(
+                        default=True,
+                        help_text="Designates whether this user should be treated as active. Unselect this instead of deleting accounts.",
+                        verbose_name="active",
+                    ),
+                ),
+                (
+                    "date_joined",
+                    models.DateTimeField(
+                        default=django.utils.timezone.now, verbose_name="date joined"
+                    ),
+                ),
+                (
+                    "group",
+                    models.CharField(
+                        choices=[("rider", "Rider"), ("driver", "Driver")],
+                        default="rider",
+                        max_length=16,
+                    ),
+                ),
+                ("photo", models.ImageField(blank=True, null=True, upload_to="photos/")),
+                (
+                    "groups",
+                    models.ManyToManyField(
+                        blank=True,
+                        help_text="The groups this user belongs to. A user will get all permissions granted to each of their groups.",
+                        related_name="user_set",
+                        related_query_name="user",
+                        to="auth.group",
+                        verbose_name="groups",
+                    ),
+                ),
+                (
+                    "user_permissions",
+                    models.ManyToManyField(
+                        blank=True,
+                        help_text="Specific permissions for this user.",
+                        related_name="user_set",
+                        related_query_name="user",
+                        to="auth.permission",
+                        verbose_name="user permissions",
+                    ),
+                ),
             ],
             options={
-                'verbose_name': 'user',
-                'verbose_name_plural': 'users',
-                'abstract': False,
+                "verbose_name": "user",
+                "verbose_name_plural": "users",
+                "abstract": False,
             },
             managers=[
-                ('objects', django.contrib.auth.models.UserManager()),
+                ("objects", django.contrib.auth.models.UserManager()),
             ],
         ),
         migrations.CreateModel(
-            name='Trip',
+            name="Trip",
             fields=[
-                ('id', models.UUIDField(default=uuid.uuid4, editable=False, primary_key=True, serialize=False)),
-                ('created', models.DateTimeField(auto_now_add=True)),
-                ('updated', models.DateTimeField(auto_now=True)),
-                ('status', models.CharField(choices=[('REQUESTED', 'Requested'), ('STARTED', 'Started'), ('IN_PROGRESS', 'In Progress'), ('COMPLETED', 'Completed'), ('CANCELED', 'Canceled'), ('EXPIRED', 'Expired')], default='REQUESTED', max_length=16)),
-                ('status_reason', models.CharField(blank=True, max_length=255, null=True)),
-                ('version', models.PositiveIntegerField(default=1)),
-                ('pick_up_address', models.CharField(max_length=255)),
-                ('pick_up_lat', models.FloatField()),
-                ('pick_up_lng', models.FloatField()),
-                ('drop_off_address', models.CharField(max_length=255)),
-                ('drop_off_lat', models.FloatField(blank=True, null=True)),
-                ('drop_off_lng', models.FloatField(blank=True, null=True)),
-                ('idempotency_key', models.CharField(blank=True, editable=False, max_length=255, null=True)),
-                ('driver', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='trips_as_driver', to=settings.AUTH_USER_MODEL)),
-                ('rider', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='trips_as_rider', to=settings.AUTH_USER_MODEL)),
+                (
+                    "id",
+                    models.UUIDField(
+                        default=uuid.uuid4, editable=False, primary_key=True, serialize=False
+                    ),
+                ),
+                ("created", models.DateTimeField(auto_now_add=True)),
+                ("updated", models.DateTimeField(auto_now=True)),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("REQUESTED", "Requested"),
+                            ("STARTED", "Started"),
+                            ("IN_PROGRESS", "In Progress"),
+                            ("COMPLETED", "Completed"),
+                            ("CANCELED", "Canceled"),
+                            ("EXPIRED", "Expired"),
+                        ],
+                        default="REQUESTED",
+                        max_length=16,
+                    ),
+                ),
+                ("status_reason", models.CharField(blank=True, max_length=255, null=True)),
+                ("version", models.PositiveIntegerField(default=1)),
+                ("pick_up_address", models.CharField(max_length=255)),
+                ("pick_up_lat", models.FloatField()),
+                ("pick_up_lng", models.FloatField()),
+                ("drop_off_address", models.CharField(max_length=255)),
+                ("drop_off_lat", models.FloatField(blank=True, null=True)),
+                ("drop_off_lng", models.FloatField(blank=True, null=True)),
+                (
+                    "idempotency_key",
+                    models.CharField(blank=True, editable=False, max_length=255, null=True),
+                ),
+                (
+                    "driver",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="trips_as_driver",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "rider",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="trips_as_rider",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-created'],
-                'indexes': [models.Index(fields=['rider', '-created'], name='trip_rider_created'), models.Index(fields=['driver', '-created'], name='trip_driver_created'), models.Index(fields=['status', 'created'], name='trip_status_created')],
-                'constraints': [models.UniqueConstraint(condition=models.Q(('status__in', ['REQUESTED', 'STARTED', 'IN_PROGRESS'])), fields=('rider',), name='one_active_trip_per_rider'), models.UniqueConstraint(condition=models.Q(('status__in', ['STARTED', 'IN_PROGRESS'])), fields=('driver',), name='one_active_trip_per_driver'), models.UniqueConstraint(condition=models.Q(('idempotency_key__isnull', False)), fields=('rider', 'idempotency_key'), name='one_trip_per_idempotency_key'), models.CheckConstraint(condition=models.Q(('driver__isnull', False), ('status__in', ['REQUESTED', 'CANCELED', 'EXPIRED']), _connector='OR'), name='assigned_trip_has_driver'), models.CheckConstraint(condition=models.Q(('version__gte', 1)), name='trip_version_positive')],
+                "ordering": ["-created"],
+                "indexes": [
+                    models.Index(fields=["rider", "-created"], name="trip_rider_created"),
+                    models.Index(fields=["driver", "-created"], name="trip_driver_created"),
+                    models.Index(fields=["status", "created"], name="trip_status_created"),
+                ],
+                "constraints": [
+                    models.UniqueConstraint(
+                        condition=models.Q(("status__in", ["REQUESTED", "STARTED", "IN_PROGRESS"])),
+                        fields=("rider",),
+                        name="one_active_trip_per_rider",
+                    ),
+                    models.UniqueConstraint(
+                        condition=models.Q(("status__in", ["STARTED", "IN_PROGRESS"])),
+                        fields=("driver",),
+                        name="one_active_trip_per_driver",
+                    ),
+                    models.UniqueConstraint(
+                        condition=models.Q(("idempotency_key__isnull", False)),
+                        fields=("rider", "idempotency_key"),
+                        name="one_trip_per_idempotency_key",
+                    ),
+                    models.CheckConstraint(
+                        condition=models.Q(
+                            ("driver__isnull", False),
+                            ("status__in", ["REQUESTED", "CANCELED", "EXPIRED"]),
+                            _connector="OR",
+                        ),
+                        name="assigned_trip_has_driver",
+                    ),
+                    models.CheckConstraint(
+                        condition=models.Q(("version__gte", 1)), name="trip_version_positive"
+                    ),
+                ],
             },
         ),
     ]

@@ -5,51 +5,62 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('pricing', '0001_initial'),
-        ('trips', '0002_username_unique_ignoring_case'),
+        ("pricing", "0001_initial"),
+        ("trips", "0002_username_unique_ignoring_case"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='trip',
-            name='distance_m',
+            model_name="trip",
+            name="distance_m",
             field=models.PositiveIntegerField(blank=True, null=True),
         ),
         migrations.AddField(
-            model_name='trip',
-            name='duration_s',
+            model_name="trip",
+            name="duration_s",
             field=models.PositiveIntegerField(blank=True, null=True),
         ),
         migrations.AddField(
-            model_name='trip',
-            name='fare',
+            model_name="trip",
+            name="fare",
             field=models.JSONField(blank=True, null=True),
         ),
         migrations.AddField(
-            model_name='trip',
-            name='picked_up_at',
+            model_name="trip",
+            name="picked_up_at",
             field=models.DateTimeField(blank=True, null=True),
         ),
         migrations.AddField(
-            model_name='trip',
-            name='pickup_eta_s',
+            model_name="trip",
+            name="pickup_eta_s",
             field=models.PositiveIntegerField(blank=True, null=True),
         ),
         migrations.AddField(
-            model_name='trip',
-            name='product',
-            field=models.CharField(default='standard', max_length=32),
+            model_name="trip",
+            name="product",
+            field=models.CharField(default="standard", max_length=32),
         ),
         migrations.AddField(
-            model_name='trip',
-            name='quote',
-            field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='trips', to='pricing.quote'),
+            model_name="trip",
+            name="quote",
+            field=models.ForeignKey(
+                blank=True,
+                null=True,
+                on_delete=django.db.models.deletion.SET_NULL,
+                related_name="trips",
+                to="pricing.quote",
+            ),
         ),
         migrations.AddField(
-            model_name='trip',
-            name='rate_card',
-            field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='trips', to='pricing.ratecard'),
+            model_name="trip",
+            name="rate_card",
+            field=models.ForeignKey(
+                blank=True,
+                null=True,
+                on_delete=django.db.models.deletion.PROTECT,
+                related_name="trips",
+                to="pricing.ratecard",
+            ),
         ),
     ]

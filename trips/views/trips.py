@@ -274,14 +274,23 @@ class TripDeclineView(TripView):
 class TripStatusView(TripView):
     @extend_schema(
         operation_id="trip_move",
-        summary="Picked up (IN_PROGRESS) or dropped off (COMPLETED) (assigned driver)",
+        summary="At the pick-up (ARRIVED), picked up (IN_PROGRESS) or dropped off "
+        "(COMPLETED) (assigned driver)",
+        description=(
+            "With RIDE_PIN_REQUIRED, IN_PROGRESS needs the rider's `pin`: a wrong one "
+            "is 409 `invalid_pin`, and the fifth wrong one `pin_locked`, after which "
+            "the trip can only be canceled."
+        ),
         parameters=[_TRIP_ID],
         request=TripMoveSerializer,
         responses={
             200: TripSerializer,
             400: BAD_REQUEST,
             **_ERRORS,
-            409: _INVALID_TRANSITION,
+            409: OpenApiResponse(
+                ErrorSerializer,
+                description="`invalid_transition`, `invalid_pin`, `pin_locked`.",
+            ),
         },
     )
     def post(self, request: Request, trip_id: str) -> Response:
@@ -292,6 +301,7 @@ class TripStatusView(TripView):
             trip_id=trip_uuid,
             user=request.user,
             status=serializer.validated_data["status"],
+            pin=serializer.validated_data["pin"],
         )
         return Response(_trip_body(trip, request))
 
@@ -300,13 +310,23 @@ class TripCancelView(TripView):
     @extend_schema(
         operation_id="trip_cancel",
         summary="Cancel (the rider, or the assigned driver before pick-up)",
+        description=(
+            "A rider's cancel ends the trip (CANCELED); one more than RIDER_FREE_CANCEL_S "
+            "after a driver accepted costs the product's `cancellation_fee`. The assigned "
+            "driver's cancel sends the trip back to dispatch without them (REQUESTED, "
+            "`status_reason` `driver_canceled`, `driver` null), except `reason_code` "
+            "`rider_no_show` NO_SHOW_WAIT_S after arriving, which cancels it with the fee."
+        ),
         parameters=[_TRIP_ID],
         request=TripCancelSerializer,
         responses={
             200: TripSerializer,
             400: BAD_REQUEST,
             **_ERRORS,
-            409: _INVALID_TRANSITION,
+            409: OpenApiResponse(
+                ErrorSerializer,
+                description="`invalid_transition`; `too_early`: a no-show before the wait is over.",
+            ),
         },
     )
     def post(self, request: Request, trip_id: str) -> Response:
@@ -317,5 +337,6 @@ class TripCancelView(TripView):
             trip_id=trip_uuid,
             user=request.user,
             reason=serializer.validated_data["reason"],
+            reason_code=serializer.validated_data["reason_code"],
         )
         return Response(_trip_body(trip, request))
