@@ -24,12 +24,16 @@ from dispatch.matching import Candidate
 
 @dataclass(frozen=True, slots=True)
 class WaitingTrip:
-    """A REQUESTED trip without a live offer, and whom it was offered before."""
+    """A REQUESTED trip without a live offer, and whom it was offered before.
+
+    `waited_windows`: for a policy that assigns requests gathered over a
+    window, how many windows in a row the trip has already waited."""
 
     trip_id: UUID
     lat: float
     lng: float
     exclude: frozenset[int]
+    waited_windows: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +49,11 @@ Candidates = Callable[[WaitingTrip], Iterable[Candidate]]
 
 
 class Policy(Protocol):
+    # True for a policy that assigns the requests gathered over a window
+    # (DISPATCH_BATCH_WINDOW_MS) together: the matcher (`dispatch.matcher`)
+    # asks it once a window, and a dispatch task offers nothing itself.
+    windowed: bool
+
     def assign(self, trips: Sequence[WaitingTrip], candidates: Candidates) -> Iterable[Assignment]:
         """Proposed assignments, best first. The loop reserves them in order,
         skipping those of a trip that already got its offer in this run, and
