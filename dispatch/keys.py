@@ -16,6 +16,10 @@ costs a driver one `driver.online`, never a wrong trip.
                    `fix_lat`/`fix_lng`/`fix_at`, the position the speed check
                    measures from, and `held` ("1") while the driver's latest
                    position was refused by it (dispatch/presence.py).
+    matcher_lease(area)
+                   string: the token of the one matcher (`dispatch.matcher`)
+                   working on the area; PX MATCHER_LEASE_MS, renewed every
+                   window, deleted by its holder on the way out.
     location_rejected(day)
                    sorted set per UTC day: driver id -> positions refused by
                    the speed check that day. For operators:
@@ -51,6 +55,18 @@ LOCATION_REJECTED_TTL_S = 8 * 24 * 3600
 
 def driver(driver_id: int | str) -> str:
     return f"{PREFIX}driver:{driver_id}"
+
+
+# A dead matcher's lease runs out this long after its last renewal; a standby
+# trying once a window then takes over (well within 10 s).
+MATCHER_LEASE_MS = 5000
+# The one area matched so far: the whole city (see dispatch/matcher.py for
+# splitting by area).
+MATCHER_AREA_ALL = "all"
+
+
+def matcher_lease(area: str) -> str:
+    return f"{PREFIX}matcher:lease:{area}"
 
 
 def location_rejected(day: str) -> str:

@@ -72,6 +72,12 @@ def policy_named(name: str) -> Policy:
     return module.policy
 
 
+def is_windowed(policy: Policy) -> bool:
+    """Whether the matcher, not a dispatch task, asks this policy (a policy
+    that says nothing is asked per trip, as `nearest` is)."""
+    return bool(getattr(policy, "windowed", False))
+
+
 def current() -> Policy:
     """The policy DISPATCH_POLICY names (read at call time, so tests may switch it)."""
     return policy_named(settings.DISPATCH_POLICY)
