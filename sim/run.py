@@ -94,7 +94,7 @@ async def run(config: SimConfig, *, json_path: Path | None = None) -> dict:
             "riders": len(scenario.rider_usernames),
             "requests_planned": len(scenario.requests),
         },
-        "kpis": kpi.compute_kpis(recorder.events, recorder.counters),
+        "kpis": kpi.compute_kpis(recorder.events, recorder.counters, drivers=len(scenario.drivers)),
     }
     print(format_report(report["kpis"]), flush=True)
     if json_path is not None:
