@@ -49,6 +49,8 @@ QUICK_CITY = replace(FULL_CITY, drivers=12, riders=30, rate=0.5, duration_s=30.0
 SOLVER_SIZES = (100, 500, 1000)
 SOLVER_WINDOWS = 40
 DRIVERS_PER_REQUEST = 2
+# Free drivers per request in the frozen windows of `static_windows`.
+STATIC_RATIOS = (1.0, 1.5, 3.0, 10.0)
 
 
 def solver_times(sizes=SOLVER_SIZES, *, windows: int = SOLVER_WINDOWS, seed: int = 1) -> list:
@@ -77,6 +79,46 @@ def solver_times(sizes=SOLVER_SIZES, *, windows: int = SOLVER_WINDOWS, seed: int
                 "windows": windows,
                 "p50_ms": round(_quantile(taken, 0.50), 2),
                 "p99_ms": round(_quantile(taken, 0.99), 2),
+            }
+        )
+    return rows
+
+
+def static_windows(
+    ratios=STATIC_RATIOS, *, requests: int = 100, windows: int = 20, seed: int = 1
+) -> list[dict]:
+    """One window of `requests` requests frozen in time, with `ratio` times as
+    many free drivers: mean pickup km of nearest-first (in arrival order, each
+    the nearest driver still free among its candidates) against `batch`.
+    Where idle drivers are plenty, nearest-first is already near the optimum."""
+    policy = Batch()
+    rows = []
+    for ratio in ratios:
+        rng = random.Random(f"{seed}/static/{ratio}")  # noqa: S311 - a benchmark's city
+        greedy_km, batch_km, greedy_n, batch_n = 0.0, 0.0, 0, 0
+        for _ in range(windows):
+            table = _window(rng, requests, int(requests * ratio), K_NEAREST * 2)
+            taken: set[int] = set()
+            for candidates in table.values():
+                free = next((c for c in candidates if c.driver_id not in taken), None)
+                if free is not None:
+                    taken.add(free.driver_id)
+                    greedy_km += free.distance_km
+                    greedy_n += 1
+            waiting = [
+                WaitingTrip(trip_id=trip_id, lat=0.0, lng=0.0, exclude=frozenset())
+                for trip_id in table
+            ]
+            for made in policy.assign(waiting, lambda trip, t=table: iter(t[trip.trip_id])):
+                batch_km += made.candidate.distance_km
+                batch_n += 1
+        rows.append(
+            {
+                "drivers_per_request": ratio,
+                "nearest_mean_km": round(greedy_km / max(1, greedy_n), 3),
+                "batch_mean_km": round(batch_km / max(1, batch_n), 3),
+                "nearest_matched": greedy_n,
+                "batch_matched": batch_n,
             }
         )
     return rows
@@ -173,4 +215,5 @@ def measure(
         },
         "policies": cities,
         "solver": solver,
+        "static_windows": static_windows(windows=5 if quick else 20),
     }

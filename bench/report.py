@@ -160,6 +160,13 @@ def _matching(result: dict) -> list[str]:
         label = f"solver {solved['requests']:,} req x {solved['drivers']:,} drv p50 / p99 ms"
         timing = f"{solved['p50_ms']:.2f} / {solved['p99_ms']:.2f}"
         rows.append([label, *(timing if name == "batch" else "" for name in names)])
+    for frozen in result.get("static_windows", []):
+        label = f"frozen window, {frozen['drivers_per_request']:g} free drivers/request, mean km"
+        values = {
+            "nearest": f"{frozen['nearest_mean_km']:.3f}",
+            "batch": f"{frozen['batch_mean_km']:.3f}",
+        }
+        rows.append([label, *(values.get(name, "") for name in names)])
     title = (
         f"matching: {city['drivers']} drivers, {city['rate_per_s']} requests/s for "
         f"{city['duration_s']:.0f} s, seed {city['seed']}, window {city['window_ms']} ms"
