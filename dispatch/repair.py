@@ -11,6 +11,7 @@ from django.conf import settings
 from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
+from dispatch import policies
 from dispatch.models import Offer
 from dispatch.offers import offer_expire
 from trips.models import Trip
@@ -43,6 +44,13 @@ def dispatch_repair(*, batch: int | None = None) -> SweepResult:
     )
     expired = sum(offer_expire(offer_id=offer_id).expired for offer_id in overdue)
 
+    if policies.is_windowed(policies.current()):
+        # The matcher takes up every waiting trip each window: nothing is stranded.
+        if expired:
+            logger.info(
+                "dispatch.swept", extra={"offers_expired": expired, "trips_redispatched": 0}
+            )
+        return SweepResult(offers_expired=expired)
     settled_since = now - REDISPATCH_AFTER
     live_offer = Offer.objects.filter(trip=OuterRef("pk"), status=Offer.Status.PENDING)
     recent_offer = Offer.objects.filter(trip=OuterRef("pk"), closed_at__gt=settled_since)

@@ -16,8 +16,9 @@ from dispatch.loop import trip_offer_next, trips_offer_window
 from dispatch.matcher import run_matcher
 from dispatch.models import Offer
 from dispatch.offers import offer_decline
+from dispatch.repair import dispatch_repair
 from taxi.infra.redis import get_redis
-from tests.dispatch.support import km_north, put_online, request_trip
+from tests.dispatch.support import dispatch_tasks_for, km_north, put_online, request_trip
 from trips.models import Trip
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -272,3 +273,13 @@ def test_under_nearest_a_matcher_idles(settings, rider, driver_at):
 
     assert ran == []
     assert holder(keys.matcher_lease(keys.MATCHER_AREA_ALL)) is None
+
+
+def test_the_sweeper_leaves_waiting_trips_to_the_matcher_under_batch(rider):
+    trip = request_trip(rider)
+    Trip.objects.filter(pk=trip.pk).update(created=timezone.now() - timedelta(minutes=1))
+
+    result = dispatch_repair()
+
+    assert result.trips_redispatched == 0
+    assert dispatch_tasks_for(trip) <= 1, "no re-dispatch beyond the one queued at its request"
