@@ -24,14 +24,25 @@ import sys
 import time
 from pathlib import Path
 
-from bench import connections, database, dispatch_latency, echo, ingest, ops_stream, quotes
+from bench import (
+    connections,
+    database,
+    dispatch_latency,
+    echo,
+    ingest,
+    matching,
+    ops_stream,
+    quotes,
+)
 from bench.load import Accounts, raise_fd_limit
 from bench.machine import describe
 from bench.report import format_results
 from bench.stack import ROOT, Stack
 from sim.client import Api
 
-MEASUREMENTS = ("dispatch", "quotes", "ingest", "ops", "connections", "echo")
+MEASUREMENTS = ("dispatch", "quotes", "ingest", "ops", "connections", "echo", "matching")
+# Steps that start stacks of their own instead of sharing the main one.
+OWN_STACKS = ("matching",)
 FULL = {
     "sizes": [100, 1000, 5000],
     "trips": 300,
@@ -279,6 +290,11 @@ def main(argv: list[str] | None = None) -> int:
             results = asyncio.run(measure_all(args, stack, accounts))
         finally:
             watch.stop()
+    if "matching" in args.only:
+        results["matching"] = matching.measure(
+            quick=args.quick, work_dir=work_dir / "matching", env=env,
+            database_url=args.database_url, seed=args.seed, say=say,
+        )  # fmt: skip
     db_summary = watch.summary(processes=database_processes(args), env=stack.base_env)
     errors = server_errors(work_dir / "logs")
     if any(errors.values()):

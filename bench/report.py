@@ -135,9 +135,59 @@ def format_results(results: dict) -> str:
         ("ops", _ops),
         ("connections", _connections),
         ("echo", _echo),
+        ("matching", _matching),
     ]
     out: list[str] = []
     for name, render in sections:
         if name in results:
             out += ([""] if out else []) + render(results[name])
     return "\n".join(out)
+
+
+def _matching(result: dict) -> list[str]:
+    """One table: the city under each policy, then the batch solver per window size."""
+    city, cities = result["city"], result["policies"]
+    names = list(cities)
+
+    def row(label: str, pick) -> list[object]:
+        values = []
+        for name in names:
+            try:
+                values.append(pick(cities[name]))
+            except (KeyError, TypeError):
+                values.append(None)
+        return [label, *values]
+
+    def pct(value: float | None) -> str | None:
+        return None if value is None else f"{value * 100:.1f} %"
+
+    rows = [
+        row("trips requested", lambda k: k["trips"]["requested"]),
+        row("mean pickup km", lambda k: k["mean_pickup_km"]),
+        row("p95 pickup km", lambda k: k["p95_pickup_km"]),
+        row("match rate", lambda k: pct(k["match_rate"])),
+        row("time to match p50 ms", lambda k: k["time_to_match_ms"]["p50"]),
+        row("time to match p95 ms", lambda k: k["time_to_match_ms"]["p95"]),
+        row("request -> trip.offer p50 ms", lambda k: k["time_to_offer_ms"]["p50"]),
+        row("drivers idle", lambda k: pct(k["driver_time_share"]["idle"])),
+        row("drivers en route", lambda k: pct(k["driver_time_share"]["en_route"])),
+        row("drivers occupied", lambda k: pct(k["driver_time_share"]["occupied"])),
+        row("Little en route (error)", lambda k: pct(k["littles_law"]["en_route"]["error"])),
+        row("Little occupied (error)", lambda k: pct(k["littles_law"]["occupied"]["error"])),
+    ]
+    for solved in result["solver"]:
+        label = f"solver {solved['requests']:,} req x {solved['drivers']:,} drv p50 / p99 ms"
+        timing = f"{solved['p50_ms']:.2f} / {solved['p99_ms']:.2f}"
+        rows.append([label, *(timing if name == "batch" else "" for name in names)])
+    for frozen in result.get("static_windows", []):
+        label = f"frozen window, {frozen['drivers_per_request']:g} free drivers/request, mean km"
+        values = {
+            "nearest": f"{frozen['nearest_mean_km']:.3f}",
+            "batch": f"{frozen['batch_mean_km']:.3f}",
+        }
+        rows.append([label, *(values.get(name, "") for name in names)])
+    title = (
+        f"matching: {city['drivers']} drivers, {city['rate_per_s']} requests/s for "
+        f"{city['duration_s']:.0f} s, seed {city['seed']}, window {city['window_ms']} ms"
+    )
+    return [title, table(["", *names], rows)]

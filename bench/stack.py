@@ -1,5 +1,5 @@
 """Start and stop a whole taxi stack on this machine: a private Redis, the
-release steps, N web processes, M Celery workers and one beat.
+release steps, N web processes, M Celery workers, one beat and any matchers.
 
 Used by the benchmark (`python -m bench`) and by the end-to-end tests. The
 commands come from the Procfile, so what runs here is what a platform runs;
@@ -122,6 +122,9 @@ class Stack:
     workers: int = 1
     worker_concurrency: int = 2
     beat: bool = True
+    # Matchers (the Procfile's `matcher`, for DISPATCH_POLICY=batch); one holds
+    # the lease, the others stand by.
+    matchers: int = 0
     redis_url: str | None = None
     database_url: str | None = None
     env: dict[str, str] = field(default_factory=dict)
@@ -155,6 +158,8 @@ class Stack:
             self.add_worker(f"worker{n + 1}")
         if self.beat:
             self._spawn("beat", argv_for(procfile_commands()["beat"], self.base_env))
+        for n in range(self.matchers):
+            self.add_matcher(f"matcher{n + 1}")
         for child in list(self.children.values()):
             if child.url:
                 self.wait_healthy(child)
@@ -248,6 +253,9 @@ class Stack:
         child_env = {**self.base_env, "WEB_CONCURRENCY": str(self.worker_concurrency)}
         argv = argv_for(procfile_commands()["worker"], child_env) + ["-n", f"{name}@%h"]
         return self._spawn(name, argv, child_env)
+
+    def add_matcher(self, name: str) -> Child:
+        return self._spawn(name, argv_for(procfile_commands()["matcher"], self.base_env))
 
     def wait_healthy(self, child: Child) -> None:
         deadline = time.monotonic() + START_TIMEOUT_S

@@ -21,6 +21,10 @@ costs a driver one `driver.online`, never a wrong trip.
                    supply"), at their pick-up; WAITING_PRODUCT: hash trip id ->
                    its product. A driver who becomes free looks here
                    (`presence.waiting_near`), so no one polls for them.
+    matcher_lease(area)
+                   string: the token of the one matcher (`dispatch.matcher`)
+                   working on the area; PX MATCHER_LEASE_MS, renewed every
+                   window, deleted by its holder on the way out.
     location_rejected(day)
                    sorted set per UTC day: driver id -> positions refused by
                    the speed check that day. For operators:
@@ -60,6 +64,18 @@ LOCATION_REJECTED_TTL_S = 8 * 24 * 3600
 
 def driver(driver_id: int | str) -> str:
     return f"{PREFIX}driver:{driver_id}"
+
+
+# A dead matcher's lease runs out this long after its last renewal; a standby
+# trying once a window then takes over (well within 10 s).
+MATCHER_LEASE_MS = 5000
+# The one area matched so far: the whole city (see dispatch/matcher.py for
+# splitting by area).
+MATCHER_AREA_ALL = "all"
+
+
+def matcher_lease(area: str) -> str:
+    return f"{PREFIX}matcher:lease:{area}"
 
 
 def location_rejected(day: str) -> str:

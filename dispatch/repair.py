@@ -12,7 +12,7 @@ from django.db.models import Exists, OuterRef
 from django.utils import timezone
 from redis.exceptions import RedisError
 
-from dispatch import presence
+from dispatch import policies, presence
 from dispatch.models import Offer
 from dispatch.offers import offer_expire
 from trips.models import Trip
@@ -45,6 +45,13 @@ def dispatch_repair(*, batch: int | None = None) -> SweepResult:
     )
     expired = sum(offer_expire(offer_id=offer_id).expired for offer_id in overdue)
 
+    if policies.is_windowed(policies.current()):
+        # The matcher takes up every waiting trip each window: nothing is stranded.
+        if expired:
+            logger.info(
+                "dispatch.swept", extra={"offers_expired": expired, "trips_redispatched": 0}
+            )
+        return SweepResult(offers_expired=expired)
     settled_since = now - REDISPATCH_AFTER
     live_offer = Offer.objects.filter(trip=OuterRef("pk"), status=Offer.Status.PENDING)
     recent_offer = Offer.objects.filter(trip=OuterRef("pk"), closed_at__gt=settled_since)

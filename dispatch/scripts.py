@@ -329,3 +329,17 @@ for _, trip in ipairs(found) do
 end
 return out
 """)
+
+# KEYS: a lease. ARGV: the holder's token, ms. The holder's lease runs ms
+# from now; 0 when the lease is not (or no longer) that holder's.
+LEASE_RENEW = Lua("""
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+return 1
+""")
+
+# KEYS: a lease. ARGV: the holder's token. Deleted only by its holder.
+LEASE_RELEASE = Lua("""
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+return redis.call('DEL', KEYS[1])
+""")

@@ -1,6 +1,6 @@
 """Run the taxi stack, or its checks, on one machine; `make run` and `make test` call this.
 
-    python scripts/stack.py run             release steps, then web + worker + beat
+    python scripts/stack.py run             release steps, then web + worker + beat + matcher
     python scripts/stack.py test [ARGS...]  ruff, then pytest with ARGS
     python scripts/stack.py redis           a private Redis in the foreground
     python scripts/stack.py demo [ARGS...]  a stack of its own plus a one-minute simulated
@@ -290,13 +290,13 @@ def command_run(supervisor: Supervisor, _args: Sequence[str]) -> int:
         release = supervisor.run(honcho("release"))
         if release != 0:
             raise StackError(f"the Procfile's release step failed (exit {release})", release)
-        processes = supervisor.start(honcho("web", "worker", "beat"))
+        processes = supervisor.start(honcho("web", "worker", "beat", "matcher"))
         if wait_until_healthy(supervisor, processes, int(port), local_address(env["HOST"])):
             announce(int(port))
         returncode = supervisor.wait(processes)
     supervisor.raise_if_stopped()
     raise StackError(
-        f"web, worker and beat stopped on their own (exit {returncode}); see the log above",
+        f"the stack's processes stopped on their own (exit {returncode}); see the log above",
         returncode,
     )
 
@@ -394,14 +394,14 @@ def command_demo(supervisor: Supervisor, simulate_args: Sequence[str]) -> int:
     demo_dir = Path(env["TAXI_VAR_DIR"])
     demo_dir.mkdir(parents=True, exist_ok=True)
     log = demo_dir / "stack.log"
-    say(f"demo: web, worker and beat log to {relative(log)}")
+    say(f"demo: web, worker, beat and matcher log to {relative(log)}")
 
     with redis_for(env, demo_dir / "redis"):
         release = supervisor.wait(supervisor.start(honcho("release"), log=log))
         supervisor.raise_if_stopped()
         if release != 0:
             raise StackError(f"the release step failed (exit {release}); see {relative(log)}")
-        processes = supervisor.start(honcho("web", "worker", "beat"), log=log)
+        processes = supervisor.start(honcho("web", "worker", "beat", "matcher"), log=log)
         try:
             if not wait_until_healthy(supervisor, processes, int(port)):
                 supervisor.raise_if_stopped()
@@ -414,7 +414,7 @@ def command_demo(supervisor: Supervisor, simulate_args: Sequence[str]) -> int:
             ]  # fmt: skip
             returncode = supervisor.wait(supervisor.start(simulate))
         finally:
-            say("demo: stopping web, worker and beat")
+            say("demo: stopping web, worker, beat and matcher")
             stop_group(processes, DEMO_STOP_TIMEOUT_S)
     supervisor.raise_if_stopped()
     if returncode != 0:

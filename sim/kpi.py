@@ -94,14 +94,24 @@ def _mean(values: Sequence[float]) -> float | None:
     return sum(values) / len(values) if values else None
 
 
-def compute_kpis(events: Iterable[Event], counters: Counter | None = None) -> dict:
+def compute_kpis(
+    events: Iterable[Event],
+    counters: Counter | None = None,
+    *,
+    drivers: int | None = None,
+    duration_s: float | None = None,
+) -> dict:
     """The KPI report of one run.
 
     time to match: from the rider sending the request to the rider seeing
-    `trip.updated` with STARTED. Offers per trip: offers drivers received,
+    `trip.updated` with STARTED. Time to offer: from the request to the
+    trip's first `trip.offer`. Offers per trip: offers drivers received,
     per trip the server created. Acceptance rate: accepts that went through,
-    per offer received. Pickup distance: from the driver's position when its
-    accept went through to the pick-up.
+    per offer received. Match rate: trips matched per trip created. Pickup
+    distance: from the driver's position when its accept went through to the
+    pick-up. Driver time shares and Little's law: `driver_time` (over
+    `drivers` drivers and `duration_s` seconds; by default those the log
+    names and its last event).
     """
     events = list(events)
     by_kind: dict[str, list[Event]] = {}
@@ -130,6 +140,14 @@ def compute_kpis(events: Iterable[Event], counters: Counter | None = None) -> di
     revocations = Counter(e.detail for e in of(REVOKED))
     pickup_km = [e.value for e in of(ACCEPTED) if e.value is not None]
     per_trip = [offers_by_trip.get(trip, 0) for trip in created_trips]
+    first_offer: dict[str | None, float] = {}
+    for event in offers:
+        first_offer.setdefault(event.trip_id, event.t)
+    to_offer = [
+        first_offer[trip] - sent_at[request]
+        for trip, request in request_of_trip.items()
+        if trip in first_offer and request in sent_at
+    ]
     return {
         "requests": {
             "sent": len(of(REQUESTED)),
@@ -162,8 +180,20 @@ def compute_kpis(events: Iterable[Event], counters: Counter | None = None) -> di
             "decided": {action: decisions[action] for action in sorted(decisions)},
             "revoked": {reason: revocations[reason] for reason in sorted(revocations)},
         },
+        "time_to_offer_ms": {
+            "count": len(to_offer),
+            "p50": _ms(percentile(to_offer, 50)),
+            "p95": _ms(percentile(to_offer, 95)),
+        },
         "acceptance_rate": round(len(of(ACCEPTED)) / len(offers), 4) if offers else None,
+        "match_rate": (
+            round(len(matched_trips & created_trips) / len(created_trips), 4)
+            if created_trips
+            else None
+        ),
         "mean_pickup_km": round(_mean(pickup_km), 3) if pickup_km else None,
+        "p95_pickup_km": round(percentile(pickup_km, 95), 3) if pickup_km else None,
+        **driver_time(events, drivers=drivers, duration_s=duration_s),
         "errors": len(of(ERROR)),
         "counters": dict(sorted((counters or Counter()).items())),
     }
@@ -248,5 +278,89 @@ def compute_pricing_kpis(events: Iterable[Event]) -> dict:
             "mean_eta": _round(_mean([promised[t] for t in promised if t in driven]), 1),
             "mean_drive": _round(_mean([driven[t] for t in promised if t in driven]), 1),
             "no_eta": sum(1 for trip in driven if trip not in promised),
+        },
+    }
+
+
+# Little's law holds to within this on a run long beside its trips.
+LITTLE_TOLERANCE = 0.05
+
+
+def driver_time(
+    events: Sequence[Event], *, drivers: int | None = None, duration_s: float | None = None
+) -> dict:
+    """Where the drivers' time went, and Little's law as a check of the log.
+
+    A driver is en route from its accept going through (ACCEPTED) to the
+    pick-up (PICKED_UP) and occupied from there to the drop-off (COMPLETED);
+    a cancel or expiry ends either; a state still open at the end of the run
+    counts up to its end. Idle is the rest of `drivers` x `duration_s`.
+
+    Little's law: the time-averaged number of drivers en route equals the
+    rate of accepts times the mean pickup time (of the trips picked up), and
+    the number occupied equals the rate of pick-ups times the mean ride time
+    (of the rides completed). Both sides come from the same log by different
+    roads (states clipped at the end, cancels, rides still under way), so a
+    simulator that loses or mis-stamps events shows it here.
+    """
+    end = duration_s if duration_s is not None else max((e.t for e in events), default=0.0)
+    driver_of: dict[str | None, int | None] = {}
+    accepted_at: dict[str | None, float] = {}
+    picked_at: dict[str | None, float] = {}
+    ended_at: dict[str | None, float] = {}
+    completed: set[str | None] = set()
+    for event in events:
+        if event.kind == ACCEPTED and event.trip_id not in accepted_at:
+            accepted_at[event.trip_id] = event.t
+            driver_of[event.trip_id] = event.driver
+        elif event.kind == PICKED_UP:
+            picked_at.setdefault(event.trip_id, event.t)
+        elif event.kind in (COMPLETED, CANCELED, EXPIRED):
+            ended_at.setdefault(event.trip_id, event.t)
+            if event.kind == COMPLETED:
+                completed.add(event.trip_id)
+    en_route = occupied = 0.0
+    pickup_s, ride_s = [], []
+    for trip, accepted in accepted_at.items():
+        picked, ended = picked_at.get(trip), ended_at.get(trip)
+        stop = min(x for x in (picked, ended, end) if x is not None)
+        en_route += max(0.0, min(stop, end) - min(accepted, end))
+        if picked is not None:
+            pickup_s.append(picked - accepted)
+            ride_end = min(ended if ended is not None else end, end)
+            occupied += max(0.0, ride_end - min(picked, end))
+            if trip in completed and ended is not None:
+                ride_s.append(ended - picked)
+    named = {e.driver for e in events if e.driver is not None}
+    fleet = drivers if drivers is not None else len(named)
+    total = fleet * end
+
+    def share(seconds: float) -> float | None:
+        return round(seconds / total, 4) if total > 0 else None
+
+    def little(busy_s: float, arrivals: int, times: list[float]) -> dict:
+        busy = busy_s / end if end > 0 else None
+        rate = arrivals / end if end > 0 else None
+        mean = _mean(times)
+        predicted = rate * mean if rate is not None and mean is not None else None
+        error = abs(predicted - busy) / busy if busy and predicted is not None else None
+        return {
+            "drivers": None if busy is None else round(busy, 3),
+            "rate_per_s": None if rate is None else round(rate, 4),
+            "mean_s": None if mean is None else round(mean, 3),
+            "rate_x_mean": None if predicted is None else round(predicted, 3),
+            "error": None if error is None else round(error, 4),
+            "holds": None if error is None else error <= LITTLE_TOLERANCE,
+        }
+
+    return {
+        "driver_time_share": {
+            "idle": share(max(0.0, total - en_route - occupied)),
+            "en_route": share(en_route),
+            "occupied": share(occupied),
+        },
+        "littles_law": {
+            "en_route": little(en_route, len(accepted_at), pickup_s),
+            "occupied": little(occupied, len(picked_at), ride_s),
         },
     }

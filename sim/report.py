@@ -57,6 +57,23 @@ def _fmt(value: object, unit: str = "") -> str:
     return f"{value}{unit}"
 
 
+STATES = ("idle", "en_route", "occupied")
+
+
+def _percent(value: float | None) -> str:
+    return "-" if value is None else f"{value * 100:.1f} %"
+
+
+def _little(law: dict) -> str:
+    if law["error"] is None:
+        return "-"
+    verdict = "holds" if law["holds"] else "off"
+    return (
+        f"{law['drivers']:.2f} drivers vs rate x mean {law['rate_x_mean']:.2f} "
+        f"({law['error'] * 100:.1f} %, {verdict})"
+    )
+
+
 def format_report(kpis: dict) -> str:
     trips, wait, offers = kpis["trips"], kpis["time_to_match_ms"], kpis["offers"]
     requests = kpis["requests"]
@@ -79,8 +96,19 @@ def format_report(kpis: dict) -> str:
             "offers per trip (mean / max)",
             f"{_fmt(offers['per_trip_mean'])} / {_fmt(offers['per_trip_max'])}",
         ),
+        ("time to offer p50", _fmt(kpis["time_to_offer_ms"]["p50"], " ms")),
         ("acceptance rate", "-" if rate is None else f"{rate * 100:.1f} %"),
+        ("match rate", _percent(kpis["match_rate"])),
         ("mean pickup distance", _fmt(kpis["mean_pickup_km"], " km")),
+        ("p95 pickup distance", _fmt(kpis["p95_pickup_km"], " km")),
+        (
+            "drivers' time idle / en route / occupied",
+            " / ".join(_percent(kpis["driver_time_share"][k]) for k in STATES),
+        ),
+        *(
+            (f"Little's law, {state.replace('_', ' ')}", _little(kpis["littles_law"][state]))
+            for state in ("en_route", "occupied")
+        ),
         ("drivers' answers", ", ".join(f"{k} {v}" for k, v in offers["decided"].items()) or "-"),
         ("offers revoked", ", ".join(f"{k} {v}" for k, v in offers["revoked"].items()) or "-"),
         ("errors", kpis["errors"]),

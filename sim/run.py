@@ -96,7 +96,7 @@ async def run(config: SimConfig, *, json_path: Path | None = None) -> dict:
             "requests_planned": len(scenario.requests),
         },
         "kpis": {
-            **kpi.compute_kpis(recorder.events, recorder.counters),
+            **kpi.compute_kpis(recorder.events, recorder.counters, drivers=len(scenario.drivers)),
             **kpi.compute_pricing_kpis(recorder.events),
         },
     }

@@ -426,6 +426,9 @@ DISPATCH_MAX_OFFERS = int(env_number("DISPATCH_MAX_OFFERS", 5, minimum=1, intege
 DISPATCH_POLICY = os.environ.get("DISPATCH_POLICY", "nearest").strip() or "nearest"
 if not DISPATCH_POLICY.isidentifier():
     raise ImproperlyConfigured(f"DISPATCH_POLICY must name a policy; got {DISPATCH_POLICY!r}")
+# `batch` gathers the requests of this long and assigns them together (the
+# matcher process, `manage.py run_matcher`).
+DISPATCH_BATCH_WINDOW_MS = env_number("DISPATCH_BATCH_WINDOW_MS", 2000, minimum=10)
 DRIVER_PRESENCE_TTL_S = env_number("DRIVER_PRESENCE_TTL_S", 30, minimum=1)
 TRIP_STALE_AFTER_S = env_number("TRIP_STALE_AFTER_S", 600, minimum=1)
 # A position implying a faster move than this since the driver's last accepted

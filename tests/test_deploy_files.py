@@ -22,7 +22,7 @@ import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
-APP_SERVICES = ("web", "worker", "beat")
+APP_SERVICES = ("web", "worker", "beat", "matcher")
 FROM_ENV = "value-from-the-environment"
 # ${NAME}, ${NAME:-default}, ${NAME:?message} (and the forms without the colon)
 INTERPOLATION = re.compile(r"\$\{(\w+)(?::?([-?])([^}]*))?\}")
@@ -67,8 +67,8 @@ def services() -> dict[str, dict]:
     return yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]
 
 
-def test_procfile_has_the_four_process_types():
-    assert set(procfile()) == {"release", "web", "worker", "beat"}
+def test_procfile_has_the_five_process_types():
+    assert set(procfile()) == {"release", "web", "worker", "beat", "matcher"}
 
 
 @pytest.mark.parametrize("name", APP_SERVICES)

@@ -24,7 +24,10 @@ from dispatch.matching import Candidate
 
 @dataclass(frozen=True, slots=True)
 class WaitingTrip:
-    """A REQUESTED trip without a live offer, and whom it was offered before."""
+    """A REQUESTED trip without a live offer, and whom it was offered before.
+
+    `waited_windows`: for a policy that assigns requests gathered over a
+    window, how many windows in a row the trip has already waited."""
 
     trip_id: UUID
     lat: float
@@ -32,6 +35,7 @@ class WaitingTrip:
     exclude: frozenset[int]
     # The trip's product: only drivers eligible for it are candidates.
     product: str | None = None
+    waited_windows: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +51,11 @@ Candidates = Callable[[WaitingTrip], Iterable[Candidate]]
 
 
 class Policy(Protocol):
+    # True for a policy that assigns the requests gathered over a window
+    # (DISPATCH_BATCH_WINDOW_MS) together: the matcher (`dispatch.matcher`)
+    # asks it once a window, and a dispatch task offers nothing itself.
+    windowed: bool
+
     def assign(self, trips: Sequence[WaitingTrip], candidates: Candidates) -> Iterable[Assignment]:
         """Proposed assignments, best first. The loop reserves them in order,
         skipping those of a trip that already got its offer in this run, and
@@ -63,6 +72,12 @@ def policy_named(name: str) -> Policy:
         message = f"DISPATCH_POLICY {name!r}: there is no dispatch/policies/{name}.py"
         raise ImproperlyConfigured(message) from None
     return module.policy
+
+
+def is_windowed(policy: Policy) -> bool:
+    """Whether the matcher, not a dispatch task, asks this policy (a policy
+    that says nothing is asked per trip, as `nearest` is)."""
+    return bool(getattr(policy, "windowed", False))
 
 
 def current() -> Policy:

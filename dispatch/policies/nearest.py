@@ -9,6 +9,8 @@ from dispatch.policies import Assignment, Candidates, WaitingTrip
 
 
 class Nearest:
+    windowed = False
+
     def assign(self, trips: Sequence[WaitingTrip], candidates: Candidates) -> Iterator[Assignment]:
         for trip in trips:
             for candidate in candidates(trip):

@@ -47,6 +47,7 @@ def running_stack(
     webs: int = 1,
     workers: int = 1,
     beat: bool = True,
+    matchers: int = 0,
     env: dict | None = None,
 ) -> Iterator[Stack]:
     stack = Stack(
@@ -55,6 +56,7 @@ def running_stack(
         workers=workers,
         worker_concurrency=1,
         beat=beat,
+        matchers=matchers,
         database_url=database_url,
         env={**E2E_ENV, "SECRET_KEY": secrets.token_urlsafe(50), **(env or {})},
     )

@@ -121,3 +121,94 @@ def test_the_recorder_stamps_events_in_order():
     assert 0 <= first.t <= second.t
     assert [e.kind for e in recorder.events] == [kpi.REQUESTED, kpi.CREATED]
     assert recorder.counters["locations_sent"] == 3
+
+
+def test_the_new_kpis_of_the_known_log():
+    report = compute_kpis(_log())
+
+    assert report["match_rate"] == pytest.approx(2 / 4)
+    assert report["p95_pickup_km"] == pytest.approx(2.9)  # 1.0 and 3.0, interpolated
+    assert report["time_to_offer_ms"]["count"] == 3  # A, B, C; D never got one
+    assert report["time_to_offer_ms"]["p50"] == 200.0  # 0.2 s each, after the 0.1 s create
+
+
+def _rides() -> list[Event]:
+    """Two drivers over 100 s. Driver 1: accept at 10, pick-up at 20, drop-off
+    at 50. Driver 2: accept at 60, pick-up at 80, still on board at the end."""
+    e = Event
+    return [
+        e(10.0, kpi.ACCEPTED, trip_id="A", driver=1, value=1.0),
+        e(20.0, kpi.PICKED_UP, trip_id="A"),
+        e(50.0, kpi.COMPLETED, trip_id="A"),
+        e(60.0, kpi.ACCEPTED, trip_id="B", driver=2, value=2.0),
+        e(80.0, kpi.PICKED_UP, trip_id="B"),
+    ]
+
+
+def test_driver_time_shares_add_up_and_clip_at_the_end_of_the_run():
+    report = compute_kpis(_rides(), drivers=2, duration_s=100.0)
+
+    shares = report["driver_time_share"]
+    # en route 10 + 20 s, occupied 30 + 20 s (B clipped at 100), of 200 driver-seconds
+    assert shares["en_route"] == pytest.approx(30 / 200)
+    assert shares["occupied"] == pytest.approx(50 / 200)
+    assert shares["idle"] == pytest.approx(120 / 200)
+
+
+def test_a_cancel_ends_the_drive_to_the_pick_up():
+    events = [
+        Event(0.0, kpi.ACCEPTED, trip_id="A", driver=1),
+        Event(4.0, kpi.CANCELED, trip_id="A", detail="rider"),
+        Event(10.0, kpi.COMPLETED, trip_id="Z"),
+    ]
+
+    shares = compute_kpis(events, drivers=1, duration_s=10.0)["driver_time_share"]
+
+    assert shares == {"idle": 0.6, "en_route": 0.4, "occupied": 0.0}
+
+
+def test_littles_law_on_a_steady_log_holds():
+    # Given a trip accepted every 10 s for 1,000 s, 3 s to the pick-up and a
+    # 5 s ride each: 0.3 drivers en route, 0.5 occupied on average
+    events = []
+    for n in range(100):
+        t, trip = n * 10.0, f"T{n}"
+        events += [
+            Event(t, kpi.ACCEPTED, trip_id=trip, driver=n % 7),
+            Event(t + 3, kpi.PICKED_UP, trip_id=trip),
+            Event(t + 8, kpi.COMPLETED, trip_id=trip),
+        ]
+
+    law = compute_kpis(events, drivers=7, duration_s=1000.0)["littles_law"]
+
+    assert law["en_route"]["drivers"] == pytest.approx(0.3)
+    assert law["en_route"]["rate_x_mean"] == pytest.approx(0.3)
+    assert law["en_route"]["holds"] is True
+    assert law["occupied"]["drivers"] == pytest.approx(0.5)
+    assert law["occupied"]["holds"] is True
+
+
+def test_littles_law_flags_a_log_that_lost_its_drop_offs():
+    # Rides whose drop-off was never recorded run to the end of the run: the
+    # time-averaged count no longer matches rate x mean ride time
+    events = []
+    for n in range(10):
+        t, trip = n * 10.0, f"T{n}"
+        events += [
+            Event(t, kpi.ACCEPTED, trip_id=trip, driver=n),
+            Event(t + 3, kpi.PICKED_UP, trip_id=trip),
+        ]
+        if n % 2 == 0:
+            events.append(Event(t + 8, kpi.COMPLETED, trip_id=trip))
+
+    law = compute_kpis(events, drivers=10, duration_s=100.0)["littles_law"]
+
+    assert law["occupied"]["holds"] is False
+
+
+def test_an_empty_log_has_no_shares_and_no_verdict():
+    report = compute_kpis([])
+
+    assert report["match_rate"] is None and report["p95_pickup_km"] is None
+    assert report["driver_time_share"] == {"idle": None, "en_route": None, "occupied": None}
+    assert report["littles_law"]["en_route"]["holds"] is None
