@@ -21,7 +21,7 @@ from sim.scenario import Action, DriverPlan, RequestPlan, Scenario, seeded_rng
 
 logger = logging.getLogger(__name__)
 
-ACTIVE = {"REQUESTED", "STARTED", "IN_PROGRESS"}
+ACTIVE = {"REQUESTED", "STARTED", "ARRIVED", "IN_PROGRESS"}
 FINAL = {"COMPLETED", "CANCELED", "EXPIRED"}
 
 
@@ -251,8 +251,8 @@ class DriverAgent:
             return
         if self.trip is not None and self.state is DriverState.TO_DROP_OFF:
             await self._request("update.trip", {"id": self.trip["id"], "status": "COMPLETED"})
-        elif self.trip is not None:
-            await self._request("cancel.trip", {"id": self.trip["id"], "reason": "sim_ended"})
+        # A trip not yet picked up is its rider's to cancel (`RiderAgent.finish`):
+        # a driver's cancel would send it back to dispatch (PROTOCOL.md Part 2).
         self._free()
         await self._request("driver.offline", {})
         await self.socket.close()
@@ -439,7 +439,7 @@ class RiderAgent:
         if trip_id is not None:
             self.recorder.emit(kpi.OPEN_AT_END, trip_id=trip_id, detail=self.status)
         self._release()
-        return trip_id if self.status in ("REQUESTED", "STARTED") else None
+        return trip_id if self.status in ("REQUESTED", "STARTED", "ARRIVED") else None
 
     async def finish(self, trip_to_cancel: str | None) -> None:
         if self.socket is None:

@@ -194,13 +194,16 @@ async def _tidy_leftovers(
                 tidied += code == 200
         return tidied
 
+    # Before the pick-up only the rider cancels: a driver's cancel would send
+    # the trip back to dispatch (PROTOCOL.md Part 2).
     driver_moves = {
         "IN_PROGRESS": ("status", {"status": "COMPLETED"}),
-        "STARTED": ("cancel", {"reason": "sim_restart"}),
     }
     rider_moves = {
+        "SCHEDULED": ("cancel", {"reason": "sim_restart"}),
         "REQUESTED": ("cancel", {"reason": "sim_restart"}),
         "STARTED": ("cancel", {"reason": "sim_restart"}),
+        "ARRIVED": ("cancel", {"reason": "sim_restart"}),
     }
     jobs = [lambda s=d.session: tidy(s, driver_moves) for d in drivers]
     jobs += [lambda s=r.session: tidy(s, rider_moves) for r in riders]

@@ -337,7 +337,8 @@ def test_a_body_that_is_not_json_is_refused(world, api, call, content_type, raw)
 query_text = st.one_of(
     st.text(max_size=30),
     st.sampled_from(["nan", "NaN", "inf", "-Infinity", "1e400", "1_0", "0x10", " 5", "5\x00"]),
-    repeated(1000, 5000),
+    # A URL carries UTF-8: a lone surrogate cannot be sent in one at all.
+    repeated(1000, 5000).filter(lambda text: not "\ud800" <= text[0] <= "\udfff"),
     st.integers(min_value=-(10**40), max_value=10**40).map(str),
 )
 

@@ -5,7 +5,7 @@ Redis copy is behind their vehicle. The loop is called directly (no worker)."""
 
 import pytest
 
-from dispatch import keys
+from dispatch import keys, presence
 from dispatch.loop import trip_offer_next
 from dispatch.models import Offer
 from taxi.infra.redis import get_redis
@@ -86,7 +86,9 @@ def test_a_driver_without_a_vehicle_serves_standard_only(rider, make_user, drive
     assert trip_offer_next(trip_id=xl_trip.pk) is None
 
     assert offered_to(xl_trip) == []
-    assert Trip.objects.get(pk=xl_trip.pk).status == Trip.Status.EXPIRED
+    # Nobody eligible in range: it waits for supply (PROTOCOL.md Part 2).
+    assert Trip.objects.get(pk=xl_trip.pk).status == Trip.Status.REQUESTED
+    assert presence.waiting([xl_trip.pk]) == {str(xl_trip.pk)}
     assert available() == {driver.pk}
     standard_trip = request(make_user("rider"), "standard")
     assert trip_offer_next(trip_id=standard_trip.pk).driver_id == driver.pk
