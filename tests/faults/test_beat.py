@@ -63,6 +63,9 @@ SWEEP_EVERY_S = 1
 ENV = {
     "DISPATCH_OFFER_TIMEOUT_S": str(OFFER_TIMEOUT_S),
     "DISPATCH_SWEEP_EVERY_S": str(SWEEP_EVERY_S),
+    # A trip that runs out of drivers ends at once instead of waiting for
+    # supply, so the run can wait for every trip to be final.
+    "DISPATCH_SEARCH_TIMEOUT_S": "0",
 }
 FINAL = {"EXPIRED", "CANCELED", "COMPLETED"}
 SWEEP_SENT = "Sending due task taxi: sweep dispatch"
