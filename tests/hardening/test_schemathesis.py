@@ -44,6 +44,9 @@ EXCLUDED = {
     ("POST", "/api/quotes/"): [positive_data_acceptance],
     # Each product must be in the catalogue and fit the car.
     ("PUT", "/api/driver/vehicle/"): [positive_data_acceptance],
+    # A tag of whitespace alone is blank, and Python reads more characters as
+    # whitespace (U+0085, say) than the schema's pattern language does.
+    ("POST", "/api/trip/{trip_id}/rating/"): [positive_data_acceptance],
 }
 
 
