@@ -1,4 +1,4 @@
-"""Every Redis key surge pricing uses, and how long each lives (STYLE.md rule 10).
+"""Every Redis key pricing uses, and how long each lives (STYLE.md rule 10).
 
 Like presence, surge is something Redis holds and a refresh rebuilds: losing
 every key here costs a few minutes of prices at 1.0, never a wrong trip (a
@@ -16,6 +16,12 @@ quote or a trip keeps the multiplier it was priced with).
                    most pricing.surge.MAP_MAX_CELLS cells).
     UPDATED_AT     string: unix time of the refresh that wrote the two hashes.
 
+    CATALOGUE_GENERATION
+                   string: a random token, replaced whenever a product or a
+                   rate card is saved (`pricing.catalogue`); processes keep
+                   their copy of the catalogue while it is unchanged. No TTL:
+                   one short string, and a lost one is simply replaced.
+
 The refresh replaces MULTIPLIERS, CELL_COUNTS and UPDATED_AT together, in one
 script, and gives all three published_ttl_s(): should beat stop, surge falls
 back to 1.0 everywhere within that time instead of freezing at its last value.
@@ -28,6 +34,8 @@ PREFIX = "taxi:pricing:surge:"
 MULTIPLIERS = PREFIX + "multipliers"
 CELL_COUNTS = PREFIX + "cell_counts"
 UPDATED_AT = PREFIX + "updated_at"
+
+CATALOGUE_GENERATION = "taxi:pricing:catalogue:generation"
 
 # Requests are counted in buckets of this many seconds.
 DEMAND_BUCKET_S = 60

@@ -24,8 +24,8 @@ from django.utils import timezone
 from redis.exceptions import RedisError
 
 from dispatch import presence
-from pricing import eta, fares, surge
-from pricing.models import Product, Quote, RateCard
+from pricing import catalogue, eta, fares, surge
+from pricing.models import Quote, RateCard
 from trips.errors import (
     Forbidden,
     InvalidInput,
@@ -58,18 +58,10 @@ def _check_route(pick_up: Point, drop_off: Point | None) -> None:
         raise InvalidInput("Pick-up and drop-off are the same place.")
 
 
-def _products(code: str | None) -> list[tuple[Product, RateCard]]:
+def _products(code: str | None) -> list[catalogue.Priced]:
     """The active products to price (or the one asked for), each with its
-    current rate card: two queries, however many products. An unknown or
-    inactive code is a 400."""
-    products = Product.objects.filter(active=True)
-    if code is not None:
-        products = products.filter(code=code)
-    products = list(products.order_by("position", "code"))
-    latest: dict[int, RateCard] = {}
-    for card in RateCard.objects.filter(product__in=products).order_by("-version"):
-        latest.setdefault(card.product_id, card)
-    priced = [(product, latest[product.pk]) for product in products if product.pk in latest]
+    current rate card. An unknown or inactive code is a 400."""
+    priced = catalogue.priced(code)
     if code is not None and not priced:
         raise InvalidInput(f"Unknown product {code!r}.")
     return priced

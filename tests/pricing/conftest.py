@@ -5,11 +5,13 @@ import pytest
 
 from dispatch import presence
 from tests.dispatch.support import close_sync_thread_connections
+from tests.e2e.stack import e2e_stack
 from tests.pricing.test_eta import engine
 
-# Shared fixtures: the stand-in routing engine (tests/pricing/test_eta.py) and
-# the closing of the sync thread's connections (tests/dispatch/support.py).
-__all__ = ["close_sync_thread_connections", "engine"]
+# Shared fixtures: the stand-in routing engine (tests/pricing/test_eta.py),
+# the closing of the sync thread's connections (tests/dispatch/support.py)
+# and the real processes (tests/e2e/stack.py).
+__all__ = ["close_sync_thread_connections", "e2e_stack", "engine"]
 
 
 @pytest.fixture
