@@ -220,6 +220,16 @@ async def test_every_frame_of_a_scripted_session_matches_the_document(
     driver_ws = Peer(await open_socket(ws_connect, driver), seen)
     pick_up = {"lat": TRIP_REQUEST["pick_up_lat"], "lng": TRIP_REQUEST["pick_up_lng"]}
 
+    async def requested_and_offered(request: dict = TRIP_REQUEST) -> str:
+        """The rider's `create.trip`, dispatched to the driver: the trip's id."""
+        r = await rider_ws.send("create.trip", request)
+        trip_id = (await rider_ws.expect("trip.created", request_id=r))["data"]["id"]
+        await rider_tablet.expect("trip.created")
+        assert await dispatch(trip_id) is not None
+        offer = await driver_ws.expect("trip.offer")
+        assert offer["data"]["trip"]["id"] == trip_id
+        return trip_id
+
     # Echo, and the driver goes online at the pick-up.
     r = await driver_ws.send("echo.message", {"hello": [1, "two", None]})
     await driver_ws.expect("echo.message", request_id=r)
@@ -227,13 +237,7 @@ async def test_every_frame_of_a_scripted_session_matches_the_document(
     await driver_ws.expect("driver.status", request_id=r)
 
     # Trip 1: created, offered, accepted with update.trip, driven, completed.
-    r = await rider_ws.send("create.trip", TRIP_REQUEST)
-    trip_id = (await rider_ws.expect("trip.created", request_id=r))["data"]["id"]
-    await rider_tablet.expect("trip.created")
-    assert await dispatch(trip_id) is not None
-    offer = await driver_ws.expect("trip.offer")
-    assert offer["data"]["trip"]["id"] == trip_id
-
+    trip_id = await requested_and_offered()
     r = await driver_ws.send("update.trip", {"id": trip_id, "status": "STARTED"})
     await driver_ws.expect("trip.updated", request_id=r)
     pin = (await rider_ws.expect("trip.updated"))["data"]["pin"]
@@ -286,13 +290,9 @@ async def test_every_frame_of_a_scripted_session_matches_the_document(
     await rider_ws.expect_error("not_authenticated", request_id=r)
 
     # Trip 2: the rider cancels while the driver holds its offer.
-    r = await rider_ws.send("create.trip", TRIP_REQUEST)
-    trip_id = (await rider_ws.expect("trip.created", request_id=r))["data"]["id"]
-    await rider_tablet.expect("trip.created")
+    trip_id = await requested_and_offered()
     r = await rider_ws.send("create.trip", TRIP_REQUEST)
     await rider_ws.expect_error("active_trip_exists", request_id=r)
-    assert await dispatch(trip_id) is not None
-    await driver_ws.expect("trip.offer")
     r = await rider_ws.send("cancel.trip", {"id": trip_id, "reason": "found a bus"})
     canceled = await rider_ws.expect("trip.updated", request_id=r)
     assert canceled["data"]["status_reason"] == "found a bus"
@@ -301,11 +301,7 @@ async def test_every_frame_of_a_scripted_session_matches_the_document(
     assert revoked["data"]["reason"] == "canceled"
 
     # Trip 3: the driver declines.
-    r = await rider_ws.send("create.trip", TRIP_REQUEST)
-    trip_id = (await rider_ws.expect("trip.created", request_id=r))["data"]["id"]
-    await rider_tablet.expect("trip.created")
-    assert await dispatch(trip_id) is not None
-    await driver_ws.expect("trip.offer")
+    trip_id = await requested_and_offered()
     r = await driver_ws.send("decline.trip", {"id": trip_id})
     await driver_ws.expect("trip.offer.declined", request_id=r)
     r = await rider_ws.send("update.trip", {"id": trip_id, "status": "CANCELED"})
@@ -314,11 +310,7 @@ async def test_every_frame_of_a_scripted_session_matches_the_document(
 
     # Trip 4: offered, then the service gives up on it.
     no_drop_off = {**TRIP_REQUEST, "drop_off_lat": None, "drop_off_lng": None}
-    r = await rider_ws.send("create.trip", no_drop_off)
-    trip_id = (await rider_ws.expect("trip.created", request_id=r))["data"]["id"]
-    await rider_tablet.expect("trip.created")
-    assert await dispatch(trip_id) is not None
-    await driver_ws.expect("trip.offer")
+    trip_id = await requested_and_offered(no_drop_off)
     assert await expire(trip_id) is not None
     expired = await driver_ws.expect("trip.offer.revoked")
     assert expired["data"]["reason"] == "expired"
@@ -337,11 +329,7 @@ async def test_every_frame_of_a_scripted_session_matches_the_document(
 
     # Trip 5: the driver arrives, reports a no-show before the wait is over,
     # and gives wrong PINs until the trip locks; the rider cancels it.
-    r = await rider_ws.send("create.trip", TRIP_REQUEST)
-    trip_id = (await rider_ws.expect("trip.created", request_id=r))["data"]["id"]
-    await rider_tablet.expect("trip.created")
-    assert await dispatch(trip_id) is not None
-    await driver_ws.expect("trip.offer")
+    trip_id = await requested_and_offered()
     for status in ("STARTED", "ARRIVED"):
         r = await driver_ws.send("update.trip", {"id": trip_id, "status": status})
         await driver_ws.expect("trip.updated", request_id=r)
