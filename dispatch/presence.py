@@ -19,6 +19,7 @@ import logging
 import time
 from collections.abc import Collection, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from django.conf import settings
 from django.db import transaction
@@ -228,6 +229,19 @@ def position(driver_id: int) -> tuple[float, float] | None:
     """The driver's last accepted position (lat, lng), if Redis knows it."""
     lng, lat = get_redis().hmget(keys.driver(driver_id), ["lng", "lat"])
     return _point(lng, lat)
+
+
+def position_seen(driver_id: int) -> tuple[tuple[float, float], datetime] | None:
+    """The driver's last accepted position (lat, lng) and when they were last
+    heard from (a position the speed check refused counts as heard), if
+    Redis knows both."""
+    lng, lat, seen = get_redis().hmget(keys.driver(driver_id), ["lng", "lat", "seen"])
+    point = _point(lng, lat)
+    try:
+        seen_at = datetime.fromtimestamp(float(seen), tz=UTC)
+    except (TypeError, ValueError):
+        return None
+    return None if point is None else (point, seen_at)
 
 
 def location_rejections(day: str | None = None) -> dict[int, int]:

@@ -13,6 +13,7 @@ from rest_framework.views import APIView
 
 from dispatch import presence
 from dispatch.drivers import driver_go_offline, driver_go_online, driver_report_location
+from trips.auth import IsDriver
 from trips.serializers import (
     MAX_LAT,
     MAX_LNG,
@@ -32,13 +33,6 @@ NEARBY_MAX_RADIUS_KM = 50.0
 NEARBY_SMALLEST_RADIUS_KM = 0.001
 NEARBY_DEFAULT_RADIUS_KM = 5.0
 NEARBY_MAX_DRIVERS = 100
-
-
-class IsDriver(permissions.BasePermission):
-    message = "Only drivers can do that."
-
-    def has_permission(self, request: Request, view) -> bool:
-        return bool(request.user and request.user.is_authenticated and request.user.is_driver)
 
 
 UNAVAILABLE = OpenApiResponse(

@@ -15,7 +15,6 @@ import logging
 import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from decimal import Decimal
 from uuid import UUID
 
 from django.conf import settings
@@ -239,7 +238,7 @@ def final_fare(trip: Trip, *, completed_at: datetime, end: Point | None) -> dict
     than estimated) over the estimated route, or, with no drop-off given,
     the straight line to where the driver ended (`end`)."""
     if trip.fare is not None and trip.fare.get("kind") == "quote":
-        return {**trip.fare, "kind": "final"}
+        return fares.Fare.from_json(trip.fare).as_json("final")
     if trip.rate_card_id is None:
         return trip.fare
     ridden_s = 0.0
@@ -254,7 +253,7 @@ def final_fare(trip: Trip, *, completed_at: datetime, end: Point | None) -> dict
         return trip.fare
     if not (math.isfinite(distance_m) and math.isfinite(duration_s)):
         return trip.fare
-    multiplier = Decimal(trip.fare["surge_multiplier"]) if trip.fare else fares.NO_SURGE
+    multiplier = fares.Fare.from_json(trip.fare).surge_multiplier if trip.fare else fares.NO_SURGE
     fare = fares.price(
         rates_of(trip.rate_card), distance_m=distance_m, duration_s=duration_s, surge=multiplier
     )

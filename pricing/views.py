@@ -12,6 +12,7 @@ from pricing.quotes import quotes_create
 from pricing.serializers import ProductSerializer, QuoteSerializer, VehicleSerializer
 from pricing.vehicles import VehicleInvalid, vehicle_get, vehicle_put
 from taxi.infra.parsers import JSONParser
+from trips.auth import IsDriver
 from trips.serializers import ErrorSerializer, latitude, longitude
 from trips.throttles import ScopeThrottle
 
@@ -26,13 +27,6 @@ class ProductListView(APIView):
     def get(self, request: Request) -> Response:
         products = Product.objects.filter(active=True).order_by("position", "code")
         return Response(ProductSerializer(products, many=True).data)
-
-
-class IsDriver(permissions.BasePermission):
-    message = "Only drivers have vehicles."
-
-    def has_permission(self, request: Request, view) -> bool:
-        return bool(request.user and request.user.is_authenticated and request.user.is_driver)
 
 
 class VehicleView(APIView):

@@ -1,4 +1,4 @@
-"""Accounts: sign-up, tokens and their claims."""
+"""Accounts: sign-up, tokens and their claims, and the driver-only permission."""
 
 import secrets
 
@@ -7,8 +7,9 @@ from django.contrib.auth import password_validation
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import IntegrityError, transaction
 from drf_spectacular.utils import extend_schema_field
-from rest_framework import serializers
+from rest_framework import permissions, serializers
 from rest_framework.exceptions import AuthenticationFailed
+from rest_framework.request import Request
 from rest_framework_simplejwt.serializers import TokenRefreshSerializer
 from rest_framework_simplejwt.settings import api_settings
 from rest_framework_simplejwt.tokens import RefreshToken
@@ -20,6 +21,15 @@ from trips.photos import PhotoField, photo_reencoded
 
 # The claims PROTOCOL.md puts in every access token, besides the user id.
 TOKEN_CLAIMS = ("username", "first_name", "last_name", "group")
+
+
+class IsDriver(permissions.BasePermission):
+    """REST calls only drivers make (presence, positions, the vehicle)."""
+
+    message = "Only drivers can do that."
+
+    def has_permission(self, request: Request, view) -> bool:
+        return bool(request.user and request.user.is_authenticated and request.user.is_driver)
 
 
 def tokens_for(user: User) -> dict[str, str]:

@@ -274,8 +274,11 @@ class ErrorSerializer(serializers.Serializer):
         help_text=(
             "Stable machine code: not_authenticated, forbidden, not_found, invalid, "
             "invalid_transition, offer_not_available, active_trip_exists, rate_limited, "
-            "already_rated, not_rateable, not_shareable, "
-            "too_large (413: a body over the size limit), server_error (500)."
+            "quote_expired, quote_mismatch, too_many_scheduled, invalid_pin, pin_locked, "
+            "too_early, already_rated, not_rateable, not_shareable, "
+            "too_large (413: a body over the size limit), "
+            "unavailable (503: a backing service did not answer; retry shortly), "
+            "server_error (500)."
         )
     )
 

@@ -194,34 +194,40 @@ def trip_move(*, trip_id: UUID, user: User, status: str, pin: str | None = None)
     with transaction.atomic():
         trip = _lock_trip(trip_id)
         actor = _actor_or_not_found(trip, user)
-        now = timezone.now()
         # A wrong PIN is counted in this transaction, which commits; the
         # error follows the commit.
         wrong_pin = _pin_check(trip, status, actor, pin)
-        if wrong_pin is not None:
-            pass
-        elif status == Trip.Status.ARRIVED:
-            trip = _transition(trip, status, actor, arrived_at=now)
-        elif status == Trip.Status.IN_PROGRESS:
-            trip = _transition(trip, status, actor, picked_up_at=now)
-            transaction.on_commit(
-                lambda: presence.set_target(
-                    trip.driver_id, trip_id=trip.pk, target=trip.driver_target()
-                ),
-                robust=True,
-            )
-        else:
-            fare = (
-                final_fare(trip, completed_at=now, end=end)
-                if Trip.can_transition(trip.status, status, actor)
-                else trip.fare
-            )
-            trip = _transition(trip, status, actor, fare=fare, ended_at=now)
-        if trip.status == Trip.Status.COMPLETED:
-            _release_driver_on_commit(trip)
+        if wrong_pin is None:
+            trip = _move(trip, status, actor, end=end)
     if wrong_pin is not None:
         raise wrong_pin
     logger.info("trip.moved", extra={"trip_id": str(trip.pk), "status": status, "user_id": user.pk})
+    return trip
+
+
+def _move(trip: Trip, status: str, actor: str, *, end: tuple[float, float] | None) -> Trip:
+    """Inside `trip_move`, past the PIN: the driver's move and what follows
+    it (the new target for the rider's ETA; the final fare, and the driver
+    free again, on COMPLETED)."""
+    now = timezone.now()
+    if status == Trip.Status.ARRIVED:
+        return _transition(trip, status, actor, arrived_at=now)
+    if status == Trip.Status.IN_PROGRESS:
+        trip = _transition(trip, status, actor, picked_up_at=now)
+        transaction.on_commit(
+            lambda: presence.set_target(
+                trip.driver_id, trip_id=trip.pk, target=trip.driver_target()
+            ),
+            robust=True,
+        )
+        return trip
+    fare = (
+        final_fare(trip, completed_at=now, end=end)
+        if Trip.can_transition(trip.status, status, actor)
+        else trip.fare
+    )
+    trip = _transition(trip, status, actor, fare=fare, ended_at=now)
+    _release_driver_on_commit(trip)
     return trip
 
 

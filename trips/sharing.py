@@ -10,16 +10,15 @@ like a token that never existed.
 import logging
 import re
 import secrets
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from uuid import UUID
 
 from django.conf import settings
 from django.utils import timezone
 from redis.exceptions import RedisError
 
-from dispatch import keys
+from dispatch import presence
 from pricing import eta
-from taxi.infra.redis import get_redis
 from trips.errors import Forbidden, NotFound, NotShareable
 from trips.models import Actor, ShareLink, Trip, User
 from trips.selectors import trip_get_for_user
@@ -95,21 +94,16 @@ def shared_view(*, token: str) -> dict:
 
 def _last_position(driver_id: int) -> dict | None:
     """The driver's last accepted position and when they were last heard
-    from (the presence hash's `lat`, `lng` and `seen`). A Redis failure
-    hides the position rather than the page."""
+    from. A Redis failure hides the position rather than the page."""
     try:
-        lat, lng, seen = get_redis().hmget(keys.driver(driver_id), ["lat", "lng", "seen"])
+        seen = presence.position_seen(driver_id)
     except RedisError:
         logger.warning("trip.shared_position_unavailable", extra={"driver_id": driver_id})
         return None
-    try:
-        return {
-            "lat": float(lat),
-            "lng": float(lng),
-            "at": datetime.fromtimestamp(float(seen), tz=UTC),
-        }
-    except (TypeError, ValueError):
+    if seen is None:
         return None
+    (lat, lng), at = seen
+    return {"lat": lat, "lng": lng, "at": at}
 
 
 def _eta_s(position: dict | None, target: tuple[float, float] | None) -> int | None:

@@ -99,9 +99,10 @@ async def create_trip(consumer, data: dict) -> dict:
 async def update_trip(consumer, data: dict) -> dict:
     """The course's message. STARTED accepts the caller's live offer (as
     `accept.trip`); CANCELED cancels (as `cancel.trip`, default reason);
-    IN_PROGRESS and COMPLETED move the caller's assigned trip (as REST's
-    status call). REQUESTED and EXPIRED are statuses no client sets:
-    `invalid_transition`, as for every move the table refuses."""
+    ARRIVED, IN_PROGRESS and COMPLETED move the caller's assigned trip (as
+    REST's status call, `pin` included). SCHEDULED, REQUESTED and EXPIRED are
+    statuses no client sets: `invalid_transition`, as for every move the
+    table refuses."""
     fields = validated(TripUpdateSerializer, data)
     trip_id, status = fields["id"], fields["status"]
     if status == Trip.Status.CANCELED:

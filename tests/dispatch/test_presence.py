@@ -3,6 +3,8 @@
 Real Redis (the test database); the clock is the only thing set by hand.
 """
 
+from datetime import UTC, datetime
+
 import pytest
 from django.conf import settings
 
@@ -303,6 +305,21 @@ def test_a_jump_at_an_impossible_speed_is_kept_out_of_matching_logged_and_counte
     assert event.driver_id == DRIVER and event.source == "location"
     assert event.speed_kmh > 3_000_000 and event.distance_km == pytest.approx(904, abs=5)
     assert_every_key_expires()
+
+
+def test_position_seen_is_the_last_accepted_position_and_when_the_driver_last_spoke(clock):
+    # Given a driver online here whose next position, a second later, is refused
+    presence.set_online(DRIVER, lat=HERE[0], lng=HERE[1])
+    clock.advance(1)
+    presence.ping(DRIVER, lat=FAR[0], lng=FAR[1])
+
+    position_, seen_at = presence.position_seen(DRIVER)
+
+    # Then the position is the accepted one, heard from at the refused ping
+    assert position_ == HERE
+    assert seen_at == datetime.fromtimestamp(clock.now, tz=UTC)
+    # ... and a driver Redis never heard of has none
+    assert presence.position_seen(OTHER) is None
 
 
 def test_gps_jitter_over_a_fraction_of_a_second_is_no_teleport(clock, caplog):

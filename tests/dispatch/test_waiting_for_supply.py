@@ -25,7 +25,7 @@ from tests.dispatch.support import (
     wait_until,
 )
 from tests.trips.factories import TRIP_REQUEST, make_trip
-from tests.trips.whole_ride import S, ensure_catalogue
+from tests.trips.whole_ride import S
 from tests.workers.conftest import dispatch_worker
 from trips.models import Trip
 from trips.services import trip_create, trips_expire_searches
@@ -164,9 +164,9 @@ async def test_a_driver_coming_online_near_a_waiting_trip_is_offered_it_at_once(
 
 
 @in_flow
+@pytest.mark.usefixtures("catalogue")
 async def test_a_driver_too_far_or_not_eligible_does_not_wake_it(rider, make_user, ws_connect):
     # Given an xl trip waiting
-    await database_sync_to_async(ensure_catalogue)()
     trip = await waiting_request(rider, product="xl")
 
     # When a driver comes online too far away, and a standard-only one near it

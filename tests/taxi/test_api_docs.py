@@ -13,6 +13,7 @@ from django.urls import Resolver404, resolve
 from drf_spectacular.drainage import GENERATOR_STATS
 
 from tests.trips.factories import TRIP_KEYS, TRIP_REQUEST
+from trips import errors
 
 SCHEMA = "/api/schema/"
 DOCS = "/api/docs/"
@@ -157,6 +158,17 @@ def test_trip_calls_describe_bodies_and_errors(schema):
     # ... and the rider's PIN, in the rider's view only: documented, not required.
     assert set(trip["properties"]) == TRIP_KEYS | {"pin"}
     assert "pin" not in trip["required"]
+
+
+def test_the_error_body_names_every_code_the_services_answer_with(schema):
+    codes = {
+        value.code
+        for value in vars(errors).values()
+        if isinstance(value, type) and issubclass(value, errors.DomainError)
+    }
+    described = schema["components"]["schemas"]["Error"]["properties"]["code"]["description"]
+
+    assert codes <= set(re.findall(r"[a-z_]+", described))
 
 
 def test_the_docs_page_is_public_and_needs_no_internet(api):

@@ -11,7 +11,7 @@ from django.conf import settings
 from tests.dispatch.support import close_sync_thread_connections, next_frame
 from tests.trips.factories import snapshot
 from tests.trips.rides import ride
-from tests.trips.whole_ride import S, ensure_catalogue, history, wait_passed
+from tests.trips.whole_ride import S, history, wait_passed
 from trips.models import Trip, TripEvent
 
 __all__ = ["close_sync_thread_connections"]
@@ -130,10 +130,10 @@ def test_a_no_show_before_the_wait_is_over_is_too_early_and_changes_nothing(
 
 
 @pytest.mark.django_db
+@pytest.mark.usefixtures("catalogue")
 def test_a_no_show_after_the_wait_cancels_with_the_products_fee(
     rider, driver, client_for, django_capture_on_commit_callbacks
 ):
-    ensure_catalogue()
     trip = ride(rider, driver, until=S.ARRIVED)
     wait_passed(trip, "arrived_at", settings.NO_SHOW_WAIT_S + 1)
 

@@ -25,7 +25,7 @@ from tests.dispatch.support import (
 )
 from tests.trips.factories import snapshot
 from tests.trips.rides import ride
-from tests.trips.whole_ride import S, ensure_catalogue, history, wait_passed
+from tests.trips.whole_ride import S, history, wait_passed
 from trips.models import Trip, TripEvent
 from trips.services import trip_accept, trip_cancel, trip_create, trip_move
 
@@ -88,12 +88,7 @@ def test_every_riders_code_is_taken(rider, client_for, code):
 # --- fees -------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def priced(db):
-    ensure_catalogue()
-
-
-@pytest.mark.usefixtures("priced")
+@pytest.mark.usefixtures("catalogue")
 def test_a_rider_cancel_before_acceptance_is_free(rider, client_for):
     trip = request_trip(rider)
 
@@ -102,7 +97,7 @@ def test_a_rider_cancel_before_acceptance_is_free(rider, client_for):
     assert (body["status"], body["cancellation_fee"]) == (S.CANCELED, None)
 
 
-@pytest.mark.usefixtures("priced")
+@pytest.mark.usefixtures("catalogue")
 @pytest.mark.parametrize("until", [S.STARTED, S.ARRIVED])
 def test_a_rider_cancel_within_the_free_window_after_acceptance_is_free(
     rider, driver, client_for, until
@@ -116,7 +111,7 @@ def test_a_rider_cancel_within_the_free_window_after_acceptance_is_free(
     assert Trip.objects.get(pk=trip.pk).cancellation_fee is None
 
 
-@pytest.mark.usefixtures("priced")
+@pytest.mark.usefixtures("catalogue")
 @pytest.mark.parametrize("until", [S.STARTED, S.ARRIVED])
 def test_a_rider_cancel_after_the_free_window_is_charged(rider, driver, client_for, until):
     trip = ride(rider, driver, until=until)
@@ -130,7 +125,7 @@ def test_a_rider_cancel_after_the_free_window_is_charged(rider, driver, client_f
     assert history(trip.pk)[-1] == (until, S.CANCELED, "rider")
 
 
-@pytest.mark.usefixtures("priced")
+@pytest.mark.usefixtures("catalogue")
 def test_the_fee_is_the_rate_card_the_trip_was_priced_with(rider, driver, client_for):
     # Given a trip priced at 5.00 to cancel, then the product's fee raised
     trip = ride(rider, driver, until=S.ARRIVED)
@@ -145,7 +140,7 @@ def test_the_fee_is_the_rate_card_the_trip_was_priced_with(rider, driver, client
     assert body["cancellation_fee"] == "5.00"
 
 
-@pytest.mark.usefixtures("priced")
+@pytest.mark.usefixtures("catalogue")
 def test_an_xl_no_show_charges_the_xl_fee(rider, make_user, client_for):
     driver = make_user("driver")
     vehicle = Vehicle.objects.create(
@@ -173,7 +168,7 @@ def test_an_xl_no_show_charges_the_xl_fee(rider, make_user, client_for):
     assert body["cancellation_fee"] == "7.50"
 
 
-@pytest.mark.usefixtures("priced")
+@pytest.mark.usefixtures("catalogue")
 @pytest.mark.parametrize("code", ["vehicle_issue", "unsafe", "other", None])
 def test_a_drivers_give_back_costs_the_rider_nothing(rider, driver, client_for, code):
     trip = ride(rider, driver, until=S.ARRIVED)

@@ -1,17 +1,15 @@
 """Ratings after the ride (PROTOCOL.md Part 2, "After the ride"):
 `POST /api/trip/<id>/rating/` and the `rating` on the user object."""
 
-import threading
-from collections.abc import Callable
 from datetime import timedelta
 
 import pytest
 from django.conf import settings
-from django.db import connection
 from django.utils import timezone
 from rest_framework.test import APIClient
 
 from tests.trips.rides import ride
+from tests.trips.test_races import run_together
 from trips.models import Rating, Trip, User
 
 S = Trip.Status
@@ -282,30 +280,6 @@ def test_the_longest_input_allowed_is_taken(rider, driver, completed, client_for
 # --- at the same moment ------------------------------------------------------------------
 
 
-def post_together(posts: list[Callable[[], object]]) -> list:
-    """Release every call at once, each on its own thread and database
-    connection (tests/trips/test_races.py's pattern)."""
-    barrier = threading.Barrier(len(posts))
-    outcomes: list = [None] * len(posts)
-
-    def run(index: int, post: Callable[[], object]) -> None:
-        try:
-            barrier.wait(timeout=10)
-            outcomes[index] = post()
-        except Exception as exc:  # recorded, then judged by the test
-            outcomes[index] = exc
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=run, args=(i, p)) for i, p in enumerate(posts)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-    assert not any(thread.is_alive() for thread in threads), "a racing call never finished"
-    return outcomes
-
-
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.parametrize("round_", range(3))
 def test_two_ratings_from_one_side_at_once_count_once(rider, driver, client_for, round_):
@@ -313,7 +287,7 @@ def test_two_ratings_from_one_side_at_once_count_once(rider, driver, client_for,
     trip = ride(rider, driver)
     clients = [client_for(rider), client_for(rider)]
 
-    responses = post_together(
+    responses = run_together(
         [
             lambda client=client, stars=stars: client.post(
                 rating_url(trip), {"stars": stars}, format="json"
@@ -341,7 +315,7 @@ def test_ratings_of_one_driver_at_once_are_all_counted(make_user, driver, client
         trips[rider_.pk] = (client_for(rider_), ride(rider_, driver))
 
     # When all three rate the driver at the same moment
-    responses = post_together(
+    responses = run_together(
         [
             lambda client=client, trip=trip, stars=stars: client.post(
                 rating_url(trip), {"stars": stars}, format="json"

@@ -4,20 +4,21 @@ Part 1's: bookings against the per-rider cap, a booking's promotion against
 its cancel, a driver's no-show against the rider's cancel, and the accepts of
 a trip a driver gave back."""
 
+from decimal import Decimal
+
 import pytest
 from django.conf import settings
 
 from dispatch.loop import trip_offer_next
 from dispatch.models import Offer
 from tests.dispatch.support import put_online, queued_tasks
+from tests.pricing.support import CATALOGUE
 from tests.trips.rides import ride
 from tests.trips.test_races import losses, run_together, wins
 from tests.trips.whole_ride import (
-    CANCELLATION_FEES,
     S,
     book,
     bookable_time,
-    ensure_catalogue,
     history,
     make_due,
     wait_passed,
@@ -130,9 +131,9 @@ def test_two_sweeps_promote_a_booking_once(rider, round_):
 
 
 @pytest.mark.parametrize("round_", ROUNDS)
+@pytest.mark.usefixtures("catalogue")
 def test_the_no_show_racing_the_riders_cancel_lands_once(rider, driver, round_):
     # Given a driver who has waited out NO_SHOW_WAIT_S at the pick-up
-    ensure_catalogue()
     trip = ride(rider, driver, until=S.ARRIVED)
     wait_passed(trip, "arrived_at", settings.NO_SHOW_WAIT_S + 1)
 
@@ -154,7 +155,7 @@ def test_the_no_show_racing_the_riders_cancel_lands_once(rider, driver, round_):
     assert cancels.count() == 1
     if wins(outcomes)[0] is no_show:
         assert (row.cancel_reason_code, cancels.get().by) == ("rider_no_show", "driver")
-        assert row.cancellation_fee == CANCELLATION_FEES["standard"]
+        assert row.cancellation_fee == Decimal(CATALOGUE["standard"]["rate"]["cancellation_fee"])
     else:
         # Within the free window after acceptance: the rider's cancel is free.
         assert (row.cancel_reason_code, cancels.get().by) == ("changed_mind", "rider")

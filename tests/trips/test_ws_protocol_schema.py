@@ -1,16 +1,18 @@
 """docs/asyncapi.yaml against what the server really sends.
 
 A scripted session (a driver online, a rider's trips accepted, moved,
-completed, canceled during an offer, declined, expired, and an error of every
-kind) runs over real sockets; every frame any socket receives is validated
-against the document's schema for its `type`, and every valid frame the
-client sends against the client's. The session must meet every message and
-error code the document lists, so the document holds nothing the server
-never sends.
+completed, canceled during an offer, declined, expired, refused quotes, a
+wrong ride PIN until it locks, a no-show reported too early, one booking too
+many, and an error of every kind) runs over real sockets; every frame any
+socket receives is validated against the document's schema for its `type`,
+and every valid frame the client sends against the client's. The session
+must meet every message and error code the document lists, so the document
+holds nothing the server never sends; and every code a socket can meet is
+in the document.
 """
 
 import json
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import jsonschema
@@ -19,14 +21,18 @@ import yaml
 from channels.db import database_sync_to_async
 from channels.testing import WebsocketCommunicator
 from django.conf import settings
+from django.utils import timezone
 from redis.exceptions import ConnectionError as RedisConnectionError
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT7
 
 from dispatch.loop import trip_offer_next
+from pricing.models import Quote
+from pricing.quotes import quotes_create
 from tests.trips.factories import TRIP_REQUEST
 from tests.trips.test_consumer import open_socket, socket_with_handlers
-from trips import events
+from tests.trips.whole_ride import bookable_time
+from trips import errors, events
 from trips.auth import tokens_for
 from trips.consumers import _handlers
 from trips.frame_limits import FLOOD_STRIKES
@@ -75,6 +81,9 @@ def _messages(operation: str) -> dict[str, str]:
 CLIENT_MESSAGES = _messages("publish")
 SERVER_MESSAGES = _messages("subscribe")
 ERROR_CODES = set(DOC["components"]["schemas"]["ErrorCode"]["enum"])
+# Codes of the REST calls after a ride (ratings, share links): no socket
+# message rates or shares a trip.
+REST_ONLY_CODES = {"already_rated", "not_rateable", "not_shareable"}
 
 
 def _validator(pointer: str) -> jsonschema.Draft7Validator:
@@ -144,6 +153,16 @@ def test_every_message_type_the_server_handles_is_documented():
     assert set(CLIENT_MESSAGES) == set(_handlers())
 
 
+def test_every_domain_error_a_socket_can_meet_has_a_documented_code():
+    codes = {
+        value.code
+        for value in vars(errors).values()
+        if isinstance(value, type) and issubclass(value, errors.DomainError)
+    }
+    assert codes - REST_ONLY_CODES <= ERROR_CODES
+    assert REST_ONLY_CODES <= codes  # each still a code of the service
+
+
 def test_every_message_type_in_events_is_documented():
     server_types = {
         value
@@ -166,6 +185,32 @@ def expire(trip_id: str):
     return trip_expire(trip_id=trip_id, reason=Trip.Reason.NO_DRIVERS)
 
 
+@database_sync_to_async
+def quote_id_for(rider, *, expired: bool = False) -> str:
+    """A `standard` quote of the rider's for TRIP_REQUEST's places; with
+    `expired`, one already past its `expires_at`."""
+    (quote,) = quotes_create(
+        rider=rider,
+        pick_up=(TRIP_REQUEST["pick_up_lat"], TRIP_REQUEST["pick_up_lng"]),
+        drop_off=(TRIP_REQUEST["drop_off_lat"], TRIP_REQUEST["drop_off_lng"]),
+        product="standard",
+    )
+    if expired:
+        Quote.objects.filter(pk=quote.pk).update(expires_at=timezone.now() - timedelta(seconds=1))
+    return str(quote.pk)
+
+
+def wrong(pin: str) -> str:
+    return f"{(int(pin) + 1) % 10_000:04d}"
+
+
+@pytest.fixture
+def pin_required(settings):
+    """Every move to IN_PROGRESS carries the rider's PIN (PROTOCOL.md Part 2)."""
+    settings.RIDE_PIN_REQUIRED = True
+
+
+@pytest.mark.usefixtures("catalogue", "pin_required")
 async def test_every_frame_of_a_scripted_session_matches_the_document(
     ws_connect, rider, driver, make_user
 ):
@@ -175,6 +220,16 @@ async def test_every_frame_of_a_scripted_session_matches_the_document(
     driver_ws = Peer(await open_socket(ws_connect, driver), seen)
     pick_up = {"lat": TRIP_REQUEST["pick_up_lat"], "lng": TRIP_REQUEST["pick_up_lng"]}
 
+    async def requested_and_offered(request: dict = TRIP_REQUEST) -> str:
+        """The rider's `create.trip`, dispatched to the driver: the trip's id."""
+        r = await rider_ws.send("create.trip", request)
+        trip_id = (await rider_ws.expect("trip.created", request_id=r))["data"]["id"]
+        await rider_tablet.expect("trip.created")
+        assert await dispatch(trip_id) is not None
+        offer = await driver_ws.expect("trip.offer")
+        assert offer["data"]["trip"]["id"] == trip_id
+        return trip_id
+
     # Echo, and the driver goes online at the pick-up.
     r = await driver_ws.send("echo.message", {"hello": [1, "two", None]})
     await driver_ws.expect("echo.message", request_id=r)
@@ -182,16 +237,10 @@ async def test_every_frame_of_a_scripted_session_matches_the_document(
     await driver_ws.expect("driver.status", request_id=r)
 
     # Trip 1: created, offered, accepted with update.trip, driven, completed.
-    r = await rider_ws.send("create.trip", TRIP_REQUEST)
-    trip_id = (await rider_ws.expect("trip.created", request_id=r))["data"]["id"]
-    await rider_tablet.expect("trip.created")
-    assert await dispatch(trip_id) is not None
-    offer = await driver_ws.expect("trip.offer")
-    assert offer["data"]["trip"]["id"] == trip_id
-
+    trip_id = await requested_and_offered()
     r = await driver_ws.send("update.trip", {"id": trip_id, "status": "STARTED"})
     await driver_ws.expect("trip.updated", request_id=r)
-    await rider_ws.expect("trip.updated")
+    pin = (await rider_ws.expect("trip.updated"))["data"]["pin"]
     await rider_tablet.expect("trip.updated")
 
     await driver_ws.send("update.location", {**pick_up, "heading": 90.0, "speed": 12.5})
@@ -200,7 +249,7 @@ async def test_every_frame_of_a_scripted_session_matches_the_document(
     assert await driver_ws.quiet()  # a position has no reply
 
     for status in ("IN_PROGRESS", "COMPLETED"):
-        r = await driver_ws.send("update.trip", {"id": trip_id, "status": status})
+        r = await driver_ws.send("update.trip", {"id": trip_id, "status": status, "pin": pin})
         await driver_ws.expect("trip.updated", request_id=r)
         await rider_ws.expect("trip.updated")
         await rider_tablet.expect("trip.updated")
@@ -241,13 +290,9 @@ async def test_every_frame_of_a_scripted_session_matches_the_document(
     await rider_ws.expect_error("not_authenticated", request_id=r)
 
     # Trip 2: the rider cancels while the driver holds its offer.
-    r = await rider_ws.send("create.trip", TRIP_REQUEST)
-    trip_id = (await rider_ws.expect("trip.created", request_id=r))["data"]["id"]
-    await rider_tablet.expect("trip.created")
+    trip_id = await requested_and_offered()
     r = await rider_ws.send("create.trip", TRIP_REQUEST)
     await rider_ws.expect_error("active_trip_exists", request_id=r)
-    assert await dispatch(trip_id) is not None
-    await driver_ws.expect("trip.offer")
     r = await rider_ws.send("cancel.trip", {"id": trip_id, "reason": "found a bus"})
     canceled = await rider_ws.expect("trip.updated", request_id=r)
     assert canceled["data"]["status_reason"] == "found a bus"
@@ -256,11 +301,7 @@ async def test_every_frame_of_a_scripted_session_matches_the_document(
     assert revoked["data"]["reason"] == "canceled"
 
     # Trip 3: the driver declines.
-    r = await rider_ws.send("create.trip", TRIP_REQUEST)
-    trip_id = (await rider_ws.expect("trip.created", request_id=r))["data"]["id"]
-    await rider_tablet.expect("trip.created")
-    assert await dispatch(trip_id) is not None
-    await driver_ws.expect("trip.offer")
+    trip_id = await requested_and_offered()
     r = await driver_ws.send("decline.trip", {"id": trip_id})
     await driver_ws.expect("trip.offer.declined", request_id=r)
     r = await rider_ws.send("update.trip", {"id": trip_id, "status": "CANCELED"})
@@ -269,17 +310,53 @@ async def test_every_frame_of_a_scripted_session_matches_the_document(
 
     # Trip 4: offered, then the service gives up on it.
     no_drop_off = {**TRIP_REQUEST, "drop_off_lat": None, "drop_off_lng": None}
-    r = await rider_ws.send("create.trip", no_drop_off)
-    trip_id = (await rider_ws.expect("trip.created", request_id=r))["data"]["id"]
-    await rider_tablet.expect("trip.created")
-    assert await dispatch(trip_id) is not None
-    await driver_ws.expect("trip.offer")
+    trip_id = await requested_and_offered(no_drop_off)
     assert await expire(trip_id) is not None
     expired = await driver_ws.expect("trip.offer.revoked")
     assert expired["data"]["reason"] == "expired"
     gone = await rider_ws.expect("trip.updated")
     assert (gone["data"]["status"], gone["data"]["status_reason"]) == ("EXPIRED", "no_drivers")
     await rider_tablet.expect("trip.updated")
+
+    # Quotes refused at the request: one past its expiry, one for another product.
+    expired_quote = await quote_id_for(rider, expired=True)
+    r = await rider_ws.send("create.trip", {**TRIP_REQUEST, "quote_id": expired_quote})
+    await rider_ws.expect_error("quote_expired", request_id=r)
+    live_quote = await quote_id_for(rider)
+    other_product = {**TRIP_REQUEST, "quote_id": live_quote, "product": "xl"}
+    r = await rider_ws.send("create.trip", other_product)
+    await rider_ws.expect_error("quote_mismatch", request_id=r)
+
+    # Trip 5: the driver arrives, reports a no-show before the wait is over,
+    # and gives wrong PINs until the trip locks; the rider cancels it.
+    trip_id = await requested_and_offered()
+    for status in ("STARTED", "ARRIVED"):
+        r = await driver_ws.send("update.trip", {"id": trip_id, "status": status})
+        await driver_ws.expect("trip.updated", request_id=r)
+        pin = (await rider_ws.expect("trip.updated"))["data"]["pin"]
+        await rider_tablet.expect("trip.updated")
+    r = await driver_ws.send("cancel.trip", {"id": trip_id, "reason_code": "rider_no_show"})
+    await driver_ws.expect_error("too_early", request_id=r)
+    tries = settings.RIDE_PIN_MAX_ATTEMPTS
+    for code in ["invalid_pin"] * (tries - 1) + ["pin_locked"]:
+        move = {"id": trip_id, "status": "IN_PROGRESS", "pin": wrong(pin)}
+        r = await driver_ws.send("update.trip", move)
+        await driver_ws.expect_error(code, request_id=r)
+    r = await rider_ws.send("cancel.trip", {"id": trip_id, "reason_code": "changed_mind"})
+    canceled = await rider_ws.expect("trip.updated", request_id=r)
+    assert canceled["data"]["status"] == "CANCELED"
+    await rider_tablet.expect("trip.updated")
+    await driver_ws.expect("trip.updated")
+
+    # Rides booked for later: as many as a rider may hold, then one more.
+    booking = {**TRIP_REQUEST, "scheduled_for": bookable_time().isoformat()}
+    for _ in range(settings.SCHEDULE_MAX_PER_RIDER):
+        r = await rider_ws.send("create.trip", booking)
+        booked = await rider_ws.expect("trip.created", request_id=r)
+        assert booked["data"]["status"] == "SCHEDULED"
+        await rider_tablet.expect("trip.created")
+    r = await rider_ws.send("create.trip", booking)
+    await rider_ws.expect_error("too_many_scheduled", request_id=r)
 
     # The driver goes offline.
     r = await driver_ws.send("driver.offline", {})

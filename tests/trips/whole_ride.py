@@ -1,44 +1,19 @@
-"""Helpers for the tests of PROTOCOL.md Part 2's "Statuses, extended": the
-catalogue (which a transactional test's flush empties), scheduled bookings,
-rides walked through the real services, and clocks moved back in the database
-instead of slept through."""
+"""Helpers for the tests of PROTOCOL.md Part 2's "Statuses, extended":
+scheduled bookings, rides walked through the real services, and clocks moved
+back in the database instead of slept through. The catalogue is the
+`catalogue` fixture's (tests/conftest.py)."""
 
 from datetime import datetime, timedelta
-from decimal import Decimal
 
 from django.conf import settings
 from django.utils import timezone
 
-from pricing.models import Product
 from tests.trips.factories import TRIP_REQUEST
 from tests.trips.rides import ride
 from trips.models import Trip, User
 from trips.services import trip_create
 
 S = Trip.Status
-# The catalogue a new installation starts with (pricing 0002_default_products).
-CANCELLATION_FEES = {"standard": Decimal("5.00"), "xl": Decimal("7.50")}
-
-
-def ensure_catalogue() -> None:
-    """`standard` and `xl` with their rate cards, as migrations left them
-    (a transactional test's flush removes them)."""
-    for position, (code, fee) in enumerate(CANCELLATION_FEES.items()):
-        if Product.objects.filter(code=code).exists():
-            continue
-        Product.objects.create(
-            code=code,
-            name=code.title(),
-            capacity=4 + 2 * position,
-            position=position,
-            currency="USD",
-            base=Decimal("2.50"),
-            per_km=Decimal("1.20"),
-            per_min=Decimal("0.30"),
-            minimum=Decimal("7.00"),
-            booking_fee=Decimal("1.50"),
-            cancellation_fee=fee,
-        )
 
 
 def ahead(seconds: float) -> datetime:

@@ -178,7 +178,8 @@ class TripListCreateView(TripView):
         operation_id="trip_create",
         summary="Request a trip (riders)",
         description=(
-            "Creates a `REQUESTED` trip for the caller and starts dispatch. "
+            "Creates a `REQUESTED` trip for the caller and starts dispatch; with "
+            "`scheduled_for`, a `SCHEDULED` one, dispatched shortly before that time. "
             "`id`, `status`, `rider`, `driver` and `version` in the body are ignored. "
             "Retrying with the same `Idempotency-Key` returns the first trip "
             "(201, same trip) instead of creating a second."
@@ -194,7 +195,11 @@ class TripListCreateView(TripView):
         request=TripCreateSerializer,
         responses={
             201: TripSerializer,
-            400: BAD_REQUEST,
+            400: OpenApiResponse(
+                BAD_REQUEST.response,
+                description=f"{BAD_REQUEST.description} `quote_mismatch`: the quote named "
+                "is for another product, or for places more than 100 m away.",
+            ),
             401: _ERRORS[401],
             403: OpenApiResponse(ErrorSerializer, description="`forbidden`: not a rider."),
             404: OpenApiResponse(
@@ -203,7 +208,9 @@ class TripListCreateView(TripView):
             409: OpenApiResponse(
                 ErrorSerializer,
                 description="`active_trip_exists`: the rider already rides; "
-                "`quote_expired`: the quote named is past its `expires_at`.",
+                "`quote_expired`: the quote named is past its `expires_at`; "
+                "`too_many_scheduled`: the rider already holds SCHEDULE_MAX_PER_RIDER (5) "
+                "SCHEDULED trips.",
             ),
             429: OpenApiResponse(ErrorSerializer, description="`rate_limited`."),
         },
