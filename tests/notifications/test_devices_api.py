@@ -151,7 +151,9 @@ def test_the_owner_deletes_a_device(client_for, rider):
     assert not Device.objects.exists()
 
 
-@pytest.mark.parametrize("device_id", ["someone-elses", "00000000-0000-0000-0000-000000000000", "x"])
+@pytest.mark.parametrize(
+    "device_id", ["someone-elses", "00000000-0000-0000-0000-000000000000", "x"]
+)
 def test_anyone_elses_device_or_no_device_is_a_404(client_for, rider, make_user, device_id):
     theirs = register(client_for(rider), "fcm", fcm_token()).json()["id"]
     if device_id == "someone-elses":
@@ -228,9 +230,12 @@ def test_log_out_with_the_access_token_alone_forgets_its_devices(api, rider):
 
 def test_log_out_of_a_session_forgets_the_devices_it_registered(api, client_for, rider):
     # Given a browser logged in with the session cookie, and another device
-    assert api.post(
-        "/api/log_in/", {"username": rider.username, "password": PASSWORD}, format="json"
-    ).status_code == 200
+    assert (
+        api.post(
+            "/api/log_in/", {"username": rider.username, "password": PASSWORD}, format="json"
+        ).status_code
+        == 200
+    )
     api.credentials()  # the cookie only
     register(api, "webpush", Browser.make(PUSH_SERVICE).subscription())
     kept = register(client_for(rider), "fcm", fcm_token()).json()["id"]
