@@ -16,6 +16,8 @@ import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 from redis.exceptions import ConnectionError as RedisConnectionError
 
+from taxi.infra import provider_keys
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(os.environ.get("TAXI_VAR_DIR", BASE_DIR / "var"))
 
@@ -147,6 +149,7 @@ INSTALLED_APPS = [
     "workers",
     "pages",
     "pricing",
+    "notifications",
 ]
 
 MIDDLEWARE = [
@@ -355,6 +358,9 @@ REST_FRAMEWORK = {
         "quotes": os.environ.get("THROTTLE_QUOTES", "60/min"),
         # A shared trip's public view (no login), per client address.
         "shared": os.environ.get("THROTTLE_SHARED", "120/min"),
+        # Device registrations, per user: an app registers at launch and when
+        # its provider hands it a new token.
+        "devices": os.environ.get("THROTTLE_DEVICES", "60/hour"),
     },
     # Who the client is, for the per-address throttles: with 0 (the default)
     # the address the connection came from; behind N trusted proxies, the
@@ -521,6 +527,53 @@ MAP_CENTER = env_point("MAP_CENTER", "38.9,-77.04")
 # sends what changed (PROTOCOL.md Part 2, "Web pages").
 OPS_TICK_S = env_number("OPS_TICK_S", 1.0, minimum=0.2)
 
+# Devices and push notifications (PROTOCOL.md Part 2). Each provider is off
+# until configured; the base URLs move only to point tests at local servers.
+# FCM (HTTP v1): a service account key (JSON, inline or a file's path) of
+# the Firebase project; its project id unless FCM_PROJECT_ID says otherwise.
+FCM_SERVICE_ACCOUNT_KEY = provider_keys.fcm_service_account("FCM_CREDENTIALS")
+FCM_PROJECT_ID = os.environ.get("FCM_PROJECT_ID", "").strip() or (
+    (FCM_SERVICE_ACCOUNT_KEY or {}).get("project_id", "")
+)
+if FCM_SERVICE_ACCOUNT_KEY and not FCM_PROJECT_ID:
+    raise ImproperlyConfigured("FCM_CREDENTIALS names no project_id; set FCM_PROJECT_ID")
+FCM_URL = os.environ.get("FCM_URL", "").strip().rstrip("/") or "https://fcm.googleapis.com"
+FCM_TOKEN_URL = os.environ.get("FCM_TOKEN_URL", "").strip() or (
+    (FCM_SERVICE_ACCOUNT_KEY or {}).get("token_uri") or "https://oauth2.googleapis.com/token"
+)
+# APNs (HTTP/2, token auth): the signing key (.p8), its key id, the team id
+# and the app's bundle id (the topic); all four or none. APNS_URL is the
+# production gateway; https://api.sandbox.push.apple.com for development builds.
+APNS_AUTH_KEY = provider_keys.apns_auth_key("APNS_KEY")
+APNS_KEY_ID = os.environ.get("APNS_KEY_ID", "").strip()
+APNS_TEAM_ID = os.environ.get("APNS_TEAM_ID", "").strip()
+APNS_TOPIC = os.environ.get("APNS_TOPIC", "").strip()
+_apns = {"APNS_KEY": APNS_AUTH_KEY, "APNS_KEY_ID": APNS_KEY_ID}
+_apns |= {"APNS_TEAM_ID": APNS_TEAM_ID, "APNS_TOPIC": APNS_TOPIC}
+if any(_apns.values()) and not all(_apns.values()):
+    missing = ", ".join(name for name, value in _apns.items() if not value)
+    raise ImproperlyConfigured(
+        f"APNs needs APNS_KEY, APNS_KEY_ID, APNS_TEAM_ID and APNS_TOPIC; missing {missing}"
+    )
+APNS_URL = os.environ.get("APNS_URL", "").strip().rstrip("/") or "https://api.push.apple.com"
+# Web Push (VAPID): the application server's key pair's private half (PEM or
+# base64url) and a contact (mailto: or https:) the push services may use.
+WEBPUSH_VAPID_PRIVATE_KEY = provider_keys.vapid_private_key("WEBPUSH_VAPID_PRIVATE_KEY")
+WEBPUSH_VAPID_SUBJECT = os.environ.get("WEBPUSH_VAPID_SUBJECT", "").strip()
+if WEBPUSH_VAPID_PRIVATE_KEY and not WEBPUSH_VAPID_SUBJECT.startswith(("mailto:", "https://")):
+    raise ImproperlyConfigured("WEBPUSH_VAPID_SUBJECT must be a mailto: or https: contact")
+# Browsers' push services a subscription's endpoint may name: hosts (https,
+# subdomains included), or whole origins (scheme://host:port). The worker
+# POSTs to the endpoint, so it is never a URL a client may choose freely.
+WEBPUSH_ALLOWED_HOSTS = env_list(
+    "WEBPUSH_ALLOWED_HOSTS",
+    "fcm.googleapis.com,push.services.mozilla.com,notify.windows.com,push.apple.com",
+)
+# One provider call's time limit; a user's devices beyond the most recent
+# DEVICES_MAX_PER_USER are forgotten.
+PUSH_TIMEOUT_S = env_number("PUSH_TIMEOUT_S", 5, minimum=0.1)
+DEVICES_MAX_PER_USER = int(env_number("DEVICES_MAX_PER_USER", 10, minimum=1, integer=True))
+
 # WebSocket limits (PROTOCOL.md, "WebSocket").
 WS_MAX_FRAME_BYTES = 64 * 1024
 WS_RATE_PER_S = env_number("WS_RATE_PER_S", 50, minimum=1)
@@ -591,5 +644,11 @@ LOGGING = {
         # riders' and drivers' positions, which do not belong in the logs.
         "httpx": {"level": "WARNING"},
         "httpcore": {"level": "WARNING"},
+        # The push providers' URLs carry device tokens (APNs) and
+        # subscription ids (Web Push): their clients' request lines stay out.
+        "urllib3": {"level": "WARNING"},
+        "hpack": {"level": "WARNING"},
+        "h2": {"level": "WARNING"},
+        "google": {"level": "WARNING"},
     },
 }

@@ -54,6 +54,7 @@ urlpatterns = [
     path("api/", include("trips.urls")),
     path("api/", include("dispatch.urls")),
     path("api/", include("pricing.urls")),
+    path("api/", include("notifications.urls")),
     # The landing page, the rider and driver app, the staff console.
     path("", include("pages.urls")),
 ]

@@ -20,6 +20,7 @@ from redis.exceptions import RedisError
 from dispatch import presence
 from dispatch.models import Offer
 from dispatch.offers import lock, offer_revoke_live, offer_take
+from notifications.services import notify_rider_if_away_on_commit
 from pricing import surge
 from pricing.quotes import final_fare, trip_price
 from taxi.infra.push import push_on_commit
@@ -484,6 +485,10 @@ def _transition(
     _record(trip, from_status, to_status, actor, user=by_user, reason=reason, at=now)
     for viewer_id in events.trip_participants(trip):
         push_on_commit([viewer_id], events.trip_updated(trip, viewer_id=viewer_id), is_result=True)
+    if actor != Actor.RIDER:
+        # A rider whose app is not listening hears it as a push notification
+        # (a change they made themselves they already know of).
+        notify_rider_if_away_on_commit(trip)
     return trip
 
 

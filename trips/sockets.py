@@ -27,7 +27,7 @@ from redis.exceptions import RedisError
 
 from dispatch import keys
 from taxi.infra.push import user_stream
-from taxi.infra.redis import get_async_redis
+from taxi.infra.redis import get_async_redis, get_redis
 
 logger = logging.getLogger(__name__)
 
@@ -101,6 +101,13 @@ async def lease_keep(user_id: int, socket_id: str) -> None:
 async def lease_release(user_id: int, socket_id: str) -> None:
     with contextlib.suppress(RedisError, OSError):  # the lease runs out by itself
         await get_async_redis().zrem(keys.user_sockets(user_id), socket_id)
+
+
+def user_has_open_socket(user_id: int) -> bool:
+    """Whether any web process holds a live socket of the user (sync: one
+    Redis call). A process that died without closing its sockets counts
+    until their leases run out."""
+    return get_redis().zcount(keys.user_sockets(user_id), time.time(), "+inf") > 0
 
 
 # --- closing sockets ---------------------------------------------------------------

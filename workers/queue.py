@@ -23,6 +23,7 @@ EXPIRE_STALE_TRIPS = "workers.expire_stale_trips"
 SWEEP_SILENT_DRIVERS = "workers.sweep_silent_drivers"
 REFRESH_SURGE = "workers.refresh_surge"
 SWEEP_SCHEDULED = "workers.sweep_scheduled"
+PUSH_NOTIFICATION = "workers.push_notification"
 
 
 def dispatch_on_commit(trip_id: UUID) -> None:
@@ -52,3 +53,12 @@ def expire_offer_at_deadline(offer_id: UUID, timeout_s: float) -> None:
         current_app.send_task(EXPIRE_OFFER, (str(offer_id),), countdown=timeout_s)
     except (KombuError, RedisError, OSError):
         logger.exception("dispatch.expire_queue_failed", extra={"offer_id": str(offer_id)})
+
+
+def push_notification(user_id: int, notification: dict) -> None:
+    """Send a push notification to the user's devices (notifications.services).
+    A failure is logged: a notification is a hint, and the app re-reads REST."""
+    try:
+        current_app.send_task(PUSH_NOTIFICATION, (user_id, notification))
+    except (KombuError, RedisError, OSError):
+        logger.exception("push.queue_failed", extra={"user_id": user_id})

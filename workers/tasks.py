@@ -11,6 +11,7 @@ import logging
 from uuid import UUID
 
 from celery import shared_task
+from celery.utils.time import get_exponential_backoff_interval
 from django.db import InterfaceError, OperationalError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -19,6 +20,9 @@ from dispatch.drivers import drivers_sweep_silent
 from dispatch.loop import trip_offer_next
 from dispatch.offers import offer_expire
 from dispatch.repair import dispatch_repair
+from notifications.delivery import notification_deliver
+from notifications.messages import Notification
+from notifications.senders import TransientPushError
 from pricing import surge
 from trips.services import trips_expire_searches, trips_expire_stale, trips_promote_due
 from workers import queue
@@ -45,6 +49,11 @@ _SWEEP = {**_COMMON, "soft_time_limit": 45, "time_limit": 60, "max_retries": 2}
 # The surge refresh reads the whole fleet once: well under a second for
 # thousands of drivers. A retry is worth it only within its interval.
 _REFRESH = {**_COMMON, "soft_time_limit": 15, "time_limit": 25, "max_retries": 2}
+# One user's devices, one provider call each (PUSH_TIMEOUT_S): a few seconds.
+# Retried with backoff (honouring a provider's Retry-After) while the
+# notification is worth sending; its expiry ends the retries sooner.
+_PUSH = {**_COMMON, "soft_time_limit": 30, "time_limit": 40, "max_retries": 6}
+PUSH_BACKOFF_MAX_S = 120
 
 # Added to a re-queued expiry, so a clock slightly behind lands after the deadline.
 EXPIRY_SLACK_S = 0.05
@@ -108,3 +117,29 @@ def sweep_scheduled() -> None:
     search for a driver ran out (DISPATCH_SEARCH_TIMEOUT_S)."""
     trips_promote_due()
     trips_expire_searches()
+
+
+@shared_task(name=queue.PUSH_NOTIFICATION, bind=True, **_PUSH)
+def push_notification(self, user_id: int, notification: dict) -> None:
+    """Send a push notification to each of the user's devices; deletes the
+    devices whose provider says their token is gone. Each device gets it at
+    most once, however often this runs."""
+    try:
+        parsed = Notification.from_json(notification)
+    except ValueError:
+        logger.warning("workers.bad_argument", extra={"task": "push_notification"})
+        return
+    if not isinstance(user_id, int):
+        logger.warning("workers.bad_argument", extra={"task": "push_notification"})
+        return
+    try:
+        notification_deliver(user_id=user_id, notification=parsed)
+    except TransientPushError as exc:
+        backoff = get_exponential_backoff_interval(
+            factor=1, retries=self.request.retries, maximum=PUSH_BACKOFF_MAX_S, full_jitter=True
+        )
+        countdown = max(backoff, exc.retry_after_s or 0)
+        if countdown >= parsed.ttl_s():
+            logger.info("push.given_up", extra={"user_id": user_id, "kind": parsed.kind})
+            return
+        raise self.retry(exc=exc, countdown=countdown) from None

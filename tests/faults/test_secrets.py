@@ -26,12 +26,14 @@ from tests.faults.apps import (
 from tests.faults.processes import (
     web_url,
 )
+from tests.notifications.support import Browser, apns_token, fcm_token
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
 RIDER_PASSWORD = "Rider-s3cret-Pw!41"
 DRIVER_PASSWORD = "Driver-s3cret-Pw!42"
 WRONG_PASSWORD = "Wrong-s3cret-Pw!43"
+PUSH_ENDPOINT = "https://updates.push.services.mozilla.com/wpush/v2/gAAAAABsecretsubscription"
 ENV = {
     "DISPATCH_OFFER_TIMEOUT_S": "10",
     "DISPATCH_SWEEP_EVERY_S": "1",
@@ -61,6 +63,22 @@ async def test_no_token_or_password_appears_in_any_process_output(fault_stack):
             assert status == 200
             account.access = body["access"]
             account.refresh = body.get("refresh", account.refresh)
+
+        # and both register their phones (and the rider a browser) for push notifications
+        subscription = Browser.make(PUSH_ENDPOINT).subscription()
+        devices = {
+            "an FCM token": ("fcm", fcm_token(), rider),
+            "a Web Push subscription": ("webpush", subscription, rider),
+            "an APNs token": ("apns", apns_token(), driver),
+        }
+        for platform, token, account in devices.values():
+            status, _ = await api.call(
+                "POST",
+                "/api/devices/",
+                token=account.access,
+                body={"platform": platform, "token": token},
+            )
+            assert status == 201
 
         # and a socket is refused for carrying a refresh token instead of an access one
         with pytest.raises(InvalidStatus):
@@ -133,6 +151,10 @@ async def test_no_token_or_password_appears_in_any_process_output(fault_stack):
         secrets[password] = "a password"
     for name, value in api.http.cookies.items():
         secrets[value] = f"the {name} cookie"
+    for kind, (_, token, _) in devices.items():
+        parts = [token] if isinstance(token, str) else [token["endpoint"], *token["keys"].values()]
+        for part in parts:
+            secrets[part] = kind
     assert len(api.issued) >= 6  # two log-ins and two refreshes, each an access and a refresh
     leaks = [
         f"{kind} in {name}"
@@ -144,6 +166,7 @@ async def test_no_token_or_password_appears_in_any_process_output(fault_stack):
 
     # and what was searched is the run's real output
     assert "auth.logged_in" in outputs["web1.log"]
+    assert outputs["web1.log"].count("devices.registered") == 3
     assert trip["id"] in outputs["worker1.log"]
     assert "Sending due task" in outputs["beat.log"]
     assert "migrations" in outputs["release.log"].lower()

@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from dispatch import keys
 from dispatch.models import Offer
+from notifications.models import Device
 from taxi.infra.redis import get_redis
 from trips.models import Trip, User
 from trips.serializers import MAX_LAT, MAX_LNG
@@ -39,6 +40,7 @@ def row_counts() -> dict[str, int]:
         "users": User.objects.count(),
         "trips": Trip.objects.count(),
         "offers": Offer.objects.count(),
+        "devices": Device.objects.count(),
     }
 
 

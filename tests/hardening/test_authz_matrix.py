@@ -26,9 +26,13 @@ from channels.db import database_sync_to_async
 from rest_framework.test import APIClient
 
 from dispatch.models import Offer
+from notifications import tokens
+from notifications.models import Device
+from notifications.services import device_register
 from pricing.models import Quote, Vehicle
 from tests.conftest import PASSWORD
 from tests.hardening.support import presence, rows
+from tests.notifications.support import fcm_token
 from tests.pricing.support import ensure_catalogue, give_vehicle
 from tests.trips.factories import make_offer, make_trip
 from trips.auth import tokens_for
@@ -112,6 +116,8 @@ set_car  both      403    ok       ok       403      ok       401
 sign_up  both      ok     ok       ok       ok       ok       ok
 log_in   both      ok     ok       ok       ok       ok       ok
 refresh  both      ok     ok       ok       ok       ok       ok
+device   both      ok     ok       ok       ok       ok       401
+del_dev  both      ok     404      404      404      404      401
 """)
 
 SUCCESS = {
@@ -121,6 +127,8 @@ SUCCESS = {
     "create": 201,
     "sign_up": 201,
     "quote": 201,
+    "device": 201,
+    "del_dev": 204,
 }
 CODES = {
     "401": (401, "not_authenticated"),
@@ -154,6 +162,12 @@ def rest_call(call: str, client: APIClient, trip: Trip):
         "quote": lambda: client.post("/api/quotes/", QUOTE_BODY, format="json"),
         "vehicle": lambda: client.get("/api/driver/vehicle/"),
         "set_car": lambda: client.put("/api/driver/vehicle/", VEHICLE_BODY, format="json"),
+        # PROTOCOL.md Part 2, "Devices and push notifications": `del_dev`
+        # removes the rider's phone.
+        "device": lambda: client.post(
+            "/api/devices/", {"platform": "fcm", "token": fcm_token()}, format="json"
+        ),
+        "del_dev": lambda: client.delete(f"/api/devices/{_riders_phone(trip).pk}/"),
         # Public calls: the caller's credentials ride along and change nothing.
         "sign_up": lambda: client.post(
             "/api/sign_up/",
@@ -176,6 +190,10 @@ def rest_call(call: str, client: APIClient, trip: Trip):
     return calls[call]()
 
 
+def _riders_phone(trip: Trip) -> Device:
+    return Device.objects.get(user=trip.rider)
+
+
 def build_world(make_user, state: str) -> tuple[dict, Trip]:
     ensure_catalogue()
     users = {
@@ -193,19 +211,22 @@ def build_world(make_user, state: str) -> tuple[dict, Trip]:
         make_offer(trip, users["offered"], status=Offer.Status.EXPIRED)
         # The assigned driver's car, which their rider sees.
         give_vehicle(users["assigned"], ["standard"])
+    # The rider's phone, registered for push notifications.
+    device_register(user=users["rider"], token=tokens.parse("fcm", fcm_token()))
     return users, trip
 
 
 def world_state(users: dict) -> tuple:
-    """The rows (trips, offers, quotes, vehicles and their products) and every
-    driver's presence: what a refused call leaves alone."""
+    """The rows (trips, offers, quotes, vehicles and their products, devices)
+    and every driver's presence: what a refused call leaves alone."""
     drivers = [u for u in users.values() if u.is_driver]
     priced = (
         list(Quote.objects.order_by("pk").values()),
         sorted(Vehicle.products_of(d.pk) or [] for d in drivers),
         list(Vehicle.objects.order_by("pk").values()),
     )
-    return rows(), [presence(d.pk) for d in drivers], priced
+    devices = list(Device.objects.order_by("pk").values())
+    return rows(), [presence(d.pk) for d in drivers], priced, devices
 
 
 def assert_rest_effect(call: str, role: str, response, users: dict, trip: Trip) -> None:
@@ -237,6 +258,10 @@ def assert_rest_effect(call: str, role: str, response, users: dict, trip: Trip) 
         assert response.json()["products"] == ["standard"]
     elif call == "set_car":
         assert Vehicle.products_of(users[role].pk) == ["standard", "xl"]
+    elif call == "device":
+        assert Device.objects.filter(pk=response.json()["id"], user=users[role]).exists()
+    elif call == "del_dev":
+        assert not Device.objects.filter(user=users["rider"]).exists()
     elif call in ("online", "offline"):
         online = presence(users[role].pk)[0].get("online") == "1"
         assert online == (call == "online")
@@ -385,5 +410,5 @@ def test_the_tables_cover_every_call_and_action():
     assert rest_calls == {
         "read", "list", "accept", "decline", "status", "cancel", "create", "online",
         "offline", "location", "nearby", "log_out", "sign_up", "log_in", "refresh",
-        "products", "quote", "vehicle", "set_car",
+        "products", "quote", "vehicle", "set_car", "device", "del_dev",
     }  # fmt: skip

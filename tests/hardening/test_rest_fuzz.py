@@ -10,6 +10,7 @@ one by one live with each endpoint's own tests (tests/trips, tests/taxi,
 tests/dispatch); these look for the ones nobody wrote.
 """
 
+import contextlib
 import json
 
 import pytest
@@ -17,6 +18,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from rest_framework.test import APIClient
 
+from notifications import tokens
 from tests.conftest import PASSWORD
 from tests.hardening.support import (
     EXAMPLES,
@@ -270,6 +272,44 @@ def test_a_broken_location_is_a_400_and_stores_nothing(world, body):
     assert row_counts() == before
 
 
+SUBSCRIPTION = {
+    "endpoint": "https://updates.push.services.mozilla.com/wpush/v2/x",
+    "keys": {"p256dh": "BA" + "A" * 85, "auth": "A" * 22},
+}
+
+
+@fuzz_settings()
+@given(
+    body=st.fixed_dictionaries(
+        {},
+        optional={
+            "platform": st.sampled_from(["fcm", "apns", "webpush"]) | json_values,
+            "token": json_values
+            | st.text(max_size=300)
+            | st.fixed_dictionaries(
+                {},
+                optional={
+                    "endpoint": st.sampled_from([SUBSCRIPTION["endpoint"]]) | json_values,
+                    "keys": st.sampled_from([SUBSCRIPTION["keys"]]) | json_values,
+                },
+            ),
+        },
+    )
+)
+def test_a_broken_device_registration_is_a_400_and_writes_nothing(world, body):
+    # A generated text may happen to be a valid FCM token: such a body is
+    # no broken one (a generated subscription's key is never on the curve).
+    with contextlib.suppress(tokens.TokenInvalid, TypeError):
+        tokens.parse(body.get("platform"), body.get("token"))
+        return
+    before = row_counts()
+
+    response = send(world["rider"], "/api/devices/", encode(body))
+
+    assert_clean_refusal(response)
+    assert row_counts() == before
+
+
 # --- bodies that are not JSON objects -----------------------------------------------
 
 JSON_CALLS = [
@@ -282,6 +322,7 @@ JSON_CALLS = [
     ("rider", "/api/trip/{trip}/cancel/"),
     ("driver", "/api/driver/online/"),
     ("driver", "/api/driver/location/"),
+    ("rider", "/api/devices/"),
 ]
 
 

@@ -47,6 +47,9 @@ EXCLUDED = {
     # A tag of whitespace alone is blank, and Python reads more characters as
     # whitespace (U+0085, say) than the schema's pattern language does.
     ("POST", "/api/trip/{trip_id}/rating/"): [positive_data_acceptance],
+    # A token's form depends on its platform, and a subscription's keys must
+    # be a real P-256 point and its endpoint a known push service.
+    ("POST", "/api/devices/"): [positive_data_acceptance],
 }
 
 
@@ -177,6 +180,15 @@ def test_every_answer_of_a_trips_life_matches_the_document(rider, driver, high_r
         },
     }
     call("POST", "/api/trip/", rider, expect=429, body=TRIP_REQUEST)
+
+    # A phone registered for push notifications, registered again, removed.
+    phone = {"platform": "apns", "token": "ab" * 32}
+    device = call("POST", "/api/devices/", rider, expect=201, body=phone)
+    assert call("POST", "/api/devices/", rider, expect=201, body=phone)["id"] == device["id"]
+    call("POST", "/api/devices/", rider, expect=400, body={"platform": "apns", "token": "x"})
+    mine = {"device_id": device["id"]}
+    call("DELETE", "/api/devices/{device_id}/", driver, expect=404, path_parameters=mine)
+    call("DELETE", "/api/devices/{device_id}/", rider, expect=204, path_parameters=mine)
 
     # Refusals.
     unknown = {"trip_id": "00000000-0000-0000-0000-000000000000"}

@@ -35,6 +35,9 @@ PROTOCOL_CALLS = [
     ("post", "/api/driver/offline/"),
     ("post", "/api/driver/location/"),
     ("get", "/api/driver/nearby/"),
+    # Part 2, "Devices and push notifications".
+    ("post", "/api/devices/"),
+    ("delete", "/api/devices/{device_id}/"),
 ]
 # The calls that must exist already; the drivers' arrive with dispatch.
 REQUIRED_PREFIXES = ("/api/sign_up/", "/api/log_in/", "/api/log_out/", "/api/token/", "/api/trip/")

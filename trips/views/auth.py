@@ -16,6 +16,7 @@ from rest_framework_simplejwt.settings import api_settings as jwt_settings
 from rest_framework_simplejwt.tokens import RefreshToken
 from rest_framework_simplejwt.views import TokenRefreshView
 
+from notifications.services import devices_forget_log_out
 from taxi.infra.parsers import JSONParser
 from trips import sockets
 from trips.auth import (
@@ -120,6 +121,12 @@ class LogOutView(APIView):
         # The sockets opened with this session, or with this log-in's access
         # tokens, close (4003); the user's other devices keep theirs.
         session = sockets.session_digest(request.session.session_key)
+        # The devices registered with this log-in (its refresh token's, or the
+        # access token this call came with) or this session stop getting
+        # notifications.
+        access_login = request.auth.get(LOGIN_CLAIM) if hasattr(request.auth, "get") else None
+        logins = {each for each in (login, access_login) if isinstance(each, str) and each}
+        devices_forget_log_out(user_id=request.user.pk, logins=logins, session=session)
         logout(request)
         if login or session:
             sockets.sockets_revoke_on_commit(user_id, login=login, session=session)
