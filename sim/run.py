@@ -17,9 +17,10 @@ from typing import TypeVar
 import httpx
 
 from sim import kpi
-from sim.agents import DriverAgent, RiderAgent
 from sim.client import Api, Session, SimError, log_in_or_sign_up
+from sim.drivers import DriverAgent
 from sim.report import format_pricing, format_report, progress_line, show_progress
+from sim.riders import RiderAgent
 from sim.scenario import Scenario, SimConfig, build_scenario
 
 logger = logging.getLogger(__name__)
