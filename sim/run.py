@@ -19,7 +19,15 @@ import httpx
 from sim import kpi
 from sim.client import Api, Session, SimError, log_in_or_sign_up
 from sim.drivers import DriverAgent
-from sim.report import format_pricing, format_report, progress_line, show_progress
+from sim.report import (
+    format_pricing,
+    format_report,
+    format_ride,
+    progress_line,
+    ride_hints,
+    show_progress,
+)
+from sim.ride_kpi import compute_ride_kpis
 from sim.riders import RiderAgent
 from sim.scenario import Scenario, SimConfig, build_scenario
 
@@ -99,10 +107,14 @@ async def run(config: SimConfig, *, json_path: Path | None = None) -> dict:
         "kpis": {
             **kpi.compute_kpis(recorder.events, recorder.counters, drivers=len(scenario.drivers)),
             **kpi.compute_pricing_kpis(recorder.events),
+            **compute_ride_kpis(recorder.events, on_time_tolerance_s=config.on_time_tolerance_s),
         },
     }
     print(format_report(report["kpis"]), flush=True)
     print(format_pricing(report["kpis"]), flush=True)
+    print(format_ride(report["kpis"]), flush=True)
+    for hint in ride_hints(report["kpis"], config):
+        say(hint)
     if json_path is not None:
         write_json(json_path, report)
         say(f"wrote {json_path}")
