@@ -1,29 +1,36 @@
-"""The rider agent: it quotes, requests (over the socket or REST), follows
-its trip's pushes, and cancels when it runs out of patience."""
+"""The rider agent: it quotes, requests now or books ahead (over the socket
+or REST), follows its trip's pushes, cancels when it runs out of patience,
+comes out to the car (unless a no-show) and rates its driver."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
+from datetime import UTC, datetime, timedelta
 
 import httpx
 
 from sim import kpi
-from sim.agents import ACTIVE, FINAL
-from sim.client import Api, Session, SimError, Socket, error_code, is_error
+from sim.agents import ACTIVE, BEFORE_PICK_UP, FINAL, WAITING, rate_trip, spawn
+from sim.client import REPLY_TIMEOUT_S, Api, Session, SimError, Socket, error_code, is_error
+from sim.curb import Curb
 from sim.scenario import RequestPlan
 
 logger = logging.getLogger(__name__)
 
 
 class RiderAgent:
-    def __init__(self, index: int, recorder: kpi.Recorder, session: Session) -> None:
-        self.index, self.recorder, self.session = index, recorder, session
+    def __init__(self, index: int, recorder: kpi.Recorder, session: Session, curb: Curb) -> None:
+        self.index, self.recorder, self.session, self.curb = index, recorder, session, curb
+        self.api: Api | None = None
         self.busy = False
         self.trip_id: str | None = None
         self.status: str | None = None
         self.request_number: int | None = None
+        self.plan: RequestPlan | None = None
+        self.pin: str | None = None  # shown at the curb; the trip carries it once accepted
+        self.tasks: set[asyncio.Task] = set()  # coming out to the car, rating the driver
         self.early: dict[str, dict] = {}  # pushes that beat the create reply
         self.socket: Socket | None = None
         self.done = asyncio.Event()  # the trip reached a final status
@@ -33,11 +40,12 @@ class RiderAgent:
         self.quoting = True  # ask POST /api/quotes/ before each request
 
     async def connect(self, api: Api) -> None:
+        self.api = api
         self.socket = await Socket.open(api, self.session, self.on_frame)
 
     async def request(self, api: Api, plan: RequestPlan) -> None:
         self.busy, self.trip_id, self.status = True, None, None
-        self.request_number = plan.number
+        self.request_number, self.plan, self.pin = plan.number, plan, None
         self.early.clear()
         self.done.clear()
         self.settled.clear()
@@ -48,8 +56,13 @@ class RiderAgent:
             self._release()
             return
         self.recorder.emit(kpi.REQUESTED, request=plan.number)
+        booked_for = None
+        if plan.scheduled_ahead_s is not None:
+            booked_for = datetime.now(UTC) + timedelta(seconds=plan.scheduled_ahead_s)
+            due = self.recorder.now() + plan.scheduled_ahead_s
+            self.recorder.emit(kpi.SCHEDULED, request=plan.number, value=round(due, 4))
         try:
-            trip = await self._create(api, plan, quote)
+            trip = await self._create(api, plan, quote, booked_for)
         except (SimError, TimeoutError, OSError) as error:
             trip = None
             self.recorder.emit(kpi.REQUEST_FAILED, request=plan.number, detail=type(error).__name__)
@@ -82,12 +95,20 @@ class RiderAgent:
         )
         return quote
 
-    async def _create(self, api: Api, plan: RequestPlan, quote: dict | None = None) -> dict | None:
+    async def _create(
+        self,
+        api: Api,
+        plan: RequestPlan,
+        quote: dict | None = None,
+        booked_for: datetime | None = None,
+    ) -> dict | None:
         if self.socket is None:
             raise SimError(f"{self.session.username} is not connected")
         payload = plan.body()
         if self.quoting:
             payload = plan.priced_body(quote.get("quote_id") if quote else None)
+        if booked_for is not None:
+            payload = plan.scheduled_body(payload, booked_for)
         if plan.via == "rest":
             status, body = await api.call(
                 "POST", "/api/trip/", token=self.session.access, body=payload
@@ -148,26 +169,65 @@ class RiderAgent:
         status = trip.get("status")
         if status == self.status and status not in FINAL:
             return
-        self.status = status
+        previous, self.status = self.status, status
         trip_id = self.trip_id
-        if status != "REQUESTED":
+        if isinstance(trip.get("pin"), str):
+            self.pin = trip["pin"]
+        if status not in WAITING:
             self.settled.set()
+        elif previous in BEFORE_PICK_UP:
+            # Its driver gave it up: dispatch looks for another (PROTOCOL.md Part 2).
+            self.settled.clear()
+            if trip_id is not None:
+                self.curb.leave(trip_id)
+            self.recorder.emit(
+                kpi.REDISPATCHED,
+                request=self.request_number,
+                trip_id=trip_id,
+                detail=trip.get("status_reason"),
+            )
         if status == "STARTED":
             self.recorder.emit(kpi.MATCHED, request=self.request_number, trip_id=trip_id)
             eta_s = trip.get("pickup_eta_s")
             if isinstance(eta_s, int | float):
                 self.recorder.emit(kpi.PICKUP_ETA, trip_id=trip_id, value=float(eta_s))
+        elif status == "ARRIVED":
+            self.recorder.emit(kpi.ARRIVED, trip_id=trip_id)
+            if trip_id is not None and self.plan is not None and not self.plan.no_show:
+                spawn(self.tasks, self._come_out(trip_id, self.plan.walk_s))
         elif status == "IN_PROGRESS":
             self.recorder.emit(kpi.PICKED_UP, trip_id=trip_id)
         elif status == "COMPLETED":
             self.recorder.emit(kpi.COMPLETED, trip_id=trip_id)
             self._note_fare(trip)
+            self._rate_driver(trip_id)
         elif status == "CANCELED":
             self.recorder.emit(kpi.CANCELED, trip_id=trip_id, detail=trip.get("status_reason"))
         elif status == "EXPIRED":
             self.recorder.emit(kpi.EXPIRED, trip_id=trip_id, detail=trip.get("status_reason"))
         if status in FINAL:
+            if trip_id is not None:
+                self.curb.leave(trip_id)
             self._release()
+
+    async def _come_out(self, trip_id: str, walk_s: float) -> None:
+        """Walk to the car and show the PIN, unless the trip moved on meanwhile."""
+        await asyncio.sleep(walk_s)
+        if self.trip_id == trip_id and self.status == "ARRIVED":
+            self.curb.come_out(trip_id, self.pin)
+
+    def _rate_driver(self, trip_id: str | None) -> None:
+        rating = self.plan.rating if self.plan is not None else None
+        if rating is not None and trip_id is not None and self.api is not None:
+            rate = rate_trip(
+                self.api,
+                self.session,
+                self.recorder,
+                trip_id=trip_id,
+                rating=rating,
+                rater=kpi.RIDER,
+            )
+            spawn(self.tasks, rate)
 
     def _note_fare(self, trip: dict) -> None:
         fare = trip.get("fare")
@@ -188,19 +248,25 @@ class RiderAgent:
 
     @property
     def waiting(self) -> bool:
-        """Still waiting for a driver (or for the create reply)."""
-        return self.busy and self.status in (None, "REQUESTED")
+        """Still waiting for a driver (or for the create reply, or its booked time)."""
+        return self.busy and (self.status is None or self.status in WAITING)
 
     def close_books(self) -> str | None:
         """End of the run: note an unresolved trip and stop recording. Returns
-        the trip to cancel (one still waiting for, or on its way to, the rider)."""
-        trip_id = self.trip_id if self.busy and self.status in ACTIVE else None
+        the trip to cancel (one booked, still waiting for, or on its way to,
+        the rider)."""
+        open_ = self.busy and (self.status in ACTIVE or self.status in WAITING)
+        trip_id = self.trip_id if open_ else None
         if trip_id is not None:
             self.recorder.emit(kpi.OPEN_AT_END, trip_id=trip_id, detail=self.status)
         self._release()
-        return trip_id if self.status in ("REQUESTED", "STARTED", "ARRIVED") else None
+        return trip_id if self.status in WAITING | BEFORE_PICK_UP else None
 
     async def finish(self, trip_to_cancel: str | None) -> None:
+        if self.tasks:  # a rating on its way goes through
+            await asyncio.wait(list(self.tasks), timeout=REPLY_TIMEOUT_S)
+        for task in list(self.tasks):
+            task.cancel()
         if self.socket is None:
             return
         if trip_to_cancel is not None:
