@@ -179,7 +179,9 @@ def format_ride(kpis: dict) -> str:
         ("rides booked ahead", f"{booked['count']} of {booked['asked']} asked "
          f"({booked['refused']} refused)"),
         (f"  on time (<= {booked['on_time_tolerance_s']:g} s late) / late / expired / unserved",
-         f"{booked['on_time']} / {booked['late']} / {booked['expired']} / {booked['unserved']}"),
+         f"{booked['on_time']} / {booked['late']} / {booked['expired']} / {booked['unserved']}"
+         + (f" ({booked['late_not_reached']} late: nobody came in time)"
+            if booked["late_not_reached"] else "")),
         ("  driver there vs booked time, mean / max",
          f"{_fmt(arrival['mean'])} / {_fmt(arrival['max'], ' s')}"),
     ]  # fmt: skip

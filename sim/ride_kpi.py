@@ -22,8 +22,10 @@ def compute_ride_kpis(events: Iterable[Event], *, on_time_tolerance_s: float = 0
     returns, trips, their share of the trips matched), and what became of
     those trips. ratings: ratings that went through, each way, with their
     mean stars. scheduled: rides booked ahead; one is served when a driver
-    reached its pick-up (the rider saw ARRIVED, or was picked up) and on time
-    when that was no later than its time plus `on_time_tolerance_s`.
+    reached its pick-up (the rider saw ARRIVED, or was picked up), on time
+    when that was no later than its time plus `on_time_tolerance_s`, and late
+    when it was later, or when no driver had come by then (the ride canceled,
+    or still waiting when the run ended, past that time).
     """
     events = list(events)
     by_kind: dict[str, list[Event]] = {}
@@ -52,7 +54,7 @@ def compute_ride_kpis(events: Iterable[Event], *, on_time_tolerance_s: float = 0
         },
         "redispatches": _redispatches(of, trips),
         "ratings": _ratings(of(kpi.RATED), of(kpi.RATING_FAILED)),
-        "scheduled": _scheduled(of, on_time_tolerance_s),
+        "scheduled": _scheduled(of, on_time_tolerance_s, max((e.t for e in events), default=0.0)),
     }
 
 
@@ -102,10 +104,10 @@ def _ratings(rated: list[Event], failed: list[Event]) -> dict:
     }
 
 
-def _scheduled(of, tolerance_s: float) -> dict:
-    """Each ride booked ahead: on time, late, expired, or never reached (the
-    rider canceled, or the run ended first); and when its driver came,
-    against the time it was booked for (negative: early)."""
+def _scheduled(of, tolerance_s: float, last_t: float) -> dict:
+    """Each ride booked ahead: on time, late, expired, or unserved (nobody
+    came, and it ended, or the run did, before it was late); and when its
+    driver came, against the time it was booked for (negative: early)."""
     due = {e.request: e.value for e in of(kpi.SCHEDULED) if e.value is not None}
     trip_due = {e.trip_id: due[e.request] for e in of(kpi.CREATED) if e.request in due}
     # The driver who served the ride reached it last (an earlier one gave it
@@ -128,15 +130,24 @@ def _scheduled(of, tolerance_s: float) -> dict:
         if t is not None and trip not in expired
     }
     on_time = sum(1 for lateness in served.values() if lateness <= tolerance_s)
+    # Never reached: when did the ride end (canceled, or open at the end)?
+    ended: dict[str | None, float] = {}
+    for event in [*of(kpi.CANCELED), *of(kpi.OPEN_AT_END)]:
+        ended[event.trip_id] = min(event.t, ended.get(event.trip_id, event.t))
+    unreached = set(trip_due) - set(served) - expired
+    not_reached_in_time = sum(
+        1 for trip in unreached if ended.get(trip, last_t) - trip_due[trip] > tolerance_s
+    )
     refused = sum(1 for e in of(kpi.REQUEST_FAILED) if e.request in due)
     return {
         "asked": len(due),
         "count": len(trip_due),
         "refused": refused,
         "on_time": on_time,
-        "late": len(served) - on_time,
+        "late": len(served) - on_time + not_reached_in_time,
+        "late_not_reached": not_reached_in_time,
         "expired": len(expired),
-        "unserved": len(trip_due) - len(served) - len(expired),
+        "unserved": len(unreached) - not_reached_in_time,
         "on_time_tolerance_s": tolerance_s,
         "arrival_vs_time_s": {
             "mean": round(sum(served.values()) / len(served), 2) if served else None,

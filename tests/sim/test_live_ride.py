@@ -147,6 +147,7 @@ async def test_rides_booked_ahead_are_served_on_time_with_the_pin_and_rated(stac
     assert scheduled["count"] == scheduled["asked"] >= 2
     assert scheduled["on_time"] == scheduled["count"]
     assert scheduled["late"] == scheduled["expired"] == scheduled["unserved"] == 0
+    assert scheduled["late_not_reached"] == 0
     assert scheduled["arrival_vs_time_s"]["max"] <= 5.0
     # and waiting for their time did not count as waiting for a driver
     immediate = kpis["trips"]["matched"] - scheduled["count"]

@@ -113,10 +113,34 @@ def test_rides_booked_ahead_are_on_time_late_expired_or_refused():
     assert scheduled["asked"] == 4 and scheduled["count"] == 3 and scheduled["refused"] == 1
     assert scheduled["on_time"] == 1  # E: 2 s early
     assert scheduled["late"] == 1  # F: 9 s late, beyond 5 s
+    assert scheduled["late_not_reached"] == 0
     assert scheduled["expired"] == 1 and scheduled["unserved"] == 0
     assert scheduled["arrival_vs_time_s"] == {"mean": 3.5, "max": 9.0}
     # with a wider tolerance F is on time too
     assert compute_ride_kpis(_log(), on_time_tolerance_s=10.0)["scheduled"]["on_time"] == 2
+
+
+def test_a_booked_ride_nobody_reached_in_time_is_late_and_one_that_ended_earlier_unserved():
+    # A: booked for 20, nobody came, still waiting at 40, when the run ended.
+    # B: booked for 30, canceled by its rider at 25. C: booked for 38, open at 40.
+    e = Event
+    log = [
+        e(0.0, kpi.SCHEDULED, request=0, value=20.0),
+        e(0.1, kpi.CREATED, request=0, trip_id="A"),
+        e(1.0, kpi.SCHEDULED, request=1, value=30.0),
+        e(1.1, kpi.CREATED, request=1, trip_id="B"),
+        e(25.0, kpi.CANCELED, trip_id="B", detail="canceled_by_rider"),
+        e(2.0, kpi.SCHEDULED, request=2, value=38.0),
+        e(2.1, kpi.CREATED, request=2, trip_id="C"),
+        e(40.0, kpi.OPEN_AT_END, trip_id="A", detail="STARTED"),
+        e(40.0, kpi.OPEN_AT_END, trip_id="C", detail="REQUESTED"),
+    ]
+
+    scheduled = compute_ride_kpis(log, on_time_tolerance_s=5.0)["scheduled"]
+
+    assert scheduled["late"] == scheduled["late_not_reached"] == 1
+    assert scheduled["unserved"] == 2 and scheduled["on_time"] == 0
+    assert scheduled["arrival_vs_time_s"] == {"mean": None, "max": None}
 
 
 def test_the_driver_who_served_a_booked_ride_is_the_one_who_counts():
