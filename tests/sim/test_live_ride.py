@@ -114,7 +114,7 @@ async def test_a_trip_its_driver_gives_up_is_dispatched_again_and_served(stack_w
 
 
 async def test_rides_booked_ahead_are_served_on_time_with_the_pin_and_rated(stack_with):
-    # Given a server that books rides from 4 s ahead, dispatches them 5 s
+    # Given a server that books rides from 4 s ahead, dispatches them 6 s
     # before their time, wants the rider's PIN to start a ride, and a town
     # with drivers to spare whose riders book every ride they can 8 s ahead,
     # and rate every ride both ways
@@ -132,7 +132,7 @@ async def test_rides_booked_ahead_are_served_on_time_with_the_pin_and_rated(stac
     assert len(booked) >= 2
     env = {
         "SCHEDULE_MIN_AHEAD_S": "4",
-        "SCHEDULE_DISPATCH_LEAD_S": "5",
+        "SCHEDULE_DISPATCH_LEAD_S": "6",
         "SCHEDULE_SWEEP_EVERY_S": "1",
         "RIDE_PIN_REQUIRED": "1",
     }
