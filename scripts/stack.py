@@ -365,7 +365,9 @@ def command_redis(supervisor: Supervisor, _args: Sequence[str]) -> int:
 
 # The demo's own data (SQLite, secret key) under var/demo, apart from `make run`'s;
 # sign-up/log-in throttles raised for its simulated accounts; short offer
-# timeouts so a one-minute city shows some.
+# timeouts so a one-minute city shows some, and the whole ride's waits short
+# enough for it too (the simulator's defaults: no-show wait 5 s, rides booked
+# 25 s ahead). The ride PIN stays optional: /app/'s driver cannot enter one.
 DEMO_ENV = {
     "DEBUG": "1",
     "HOST": DEBUG_HOST,
@@ -377,6 +379,10 @@ DEMO_ENV = {
     # The simulated city's clock runs faster than the wall's, and so do its
     # drivers: no speed check on their positions.
     "LOCATION_MAX_SPEED_KMH": "0",
+    "NO_SHOW_WAIT_S": "5",
+    "SCHEDULE_MIN_AHEAD_S": "20",
+    "SCHEDULE_DISPATCH_LEAD_S": "20",
+    "SCHEDULE_SWEEP_EVERY_S": "1",
 }
 DEMO_STOP_TIMEOUT_S = 15.0
 

@@ -40,6 +40,17 @@ DECLINED_SURGE = "declined_surge"  # the rider walked away from a surged quote (
 PICKUP_ETA = "pickup_eta"  # the rider's trip at STARTED (trip_id, value=pickup_eta_s)
 AT_PICK_UP = "at_pick_up"  # the driver reached it (trip_id, driver, value=simulated s since accept)
 FARE = "fare"  # a completed trip's final fare (trip_id, value=amount, detail=currency)
+# The whole ride (PROTOCOL.md Part 2).
+SCHEDULED = "scheduled"  # a request booked ahead (request, value=run time it is booked for)
+ARRIVED = "arrived"  # the rider saw its driver at the pick-up (trip_id)
+NO_SHOW = "no_show"  # a driver's rider_no_show cancel went through (trip_id, driver)
+NO_SHOW_TOO_EARLY = "no_show_too_early"  # the server said the wait was not over (trip_id)
+GAVE_UP = "gave_up"  # a driver gave up a trip it accepted (trip_id, driver, detail=code)
+REDISPATCHED = "redispatched"  # the rider saw its trip back in dispatch (trip_id, detail)
+RATED = "rated"  # a rating went through (trip_id, value=stars, detail=rater: rider/driver)
+RATING_FAILED = "rating_failed"  # a rating was refused (trip_id, detail=rater:code)
+# Who rated (RATED's detail): the rider its driver, or the driver its rider.
+RIDER, DRIVER = "rider", "driver"
 
 
 @dataclass(frozen=True)
@@ -111,7 +122,8 @@ def compute_kpis(
     distance: from the driver's position when its accept went through to the
     pick-up. Driver time shares and Little's law: `driver_time` (over
     `drivers` drivers and `duration_s` seconds; by default those the log
-    names and its last event).
+    names and its last event). Rides booked ahead wait for their time, not
+    for a driver: they are left out of the times to match and to offer.
     """
     events = list(events)
     by_kind: dict[str, list[Event]] = {}
@@ -121,7 +133,8 @@ def compute_kpis(
     def of(kind: str) -> list[Event]:
         return by_kind.get(kind, [])
 
-    sent_at = {e.request: e.t for e in of(REQUESTED)}
+    booked_ahead = {e.request for e in of(SCHEDULED)}
+    sent_at = {e.request: e.t for e in of(REQUESTED) if e.request not in booked_ahead}
     request_of_trip = {e.trip_id: e.request for e in of(CREATED)}
     created_trips = set(request_of_trip)
     waits = []
@@ -220,7 +233,8 @@ def compute_pricing_kpis(events: Iterable[Event]) -> dict:
     final fares of completed trips, per currency. pickup_eta_error_s: per trip,
     the `pickup_eta_s` the rider's trip carried once a driver accepted, minus
     the simulated time that driver then took to reach the pick-up (positive:
-    the estimate was longer than the drive).
+    the estimate was longer than the drive); a trip whose driver gave it up
+    is left out (its estimate was for another driver than the one who came).
     """
     events = list(events)
     by_kind: dict[str, list[Event]] = {}
@@ -240,8 +254,9 @@ def compute_pricing_kpis(events: Iterable[Event]) -> dict:
         if trip_id is not None and event.value is not None:
             fares.setdefault(event.detail or "", []).append(event.value)
 
-    promised = _first_value_by_trip(of(PICKUP_ETA))
-    driven = _first_value_by_trip(of(AT_PICK_UP))
+    redispatched = {e.trip_id for e in of(REDISPATCHED)}
+    promised = _first_value_by_trip(e for e in of(PICKUP_ETA) if e.trip_id not in redispatched)
+    driven = _first_value_by_trip(e for e in of(AT_PICK_UP) if e.trip_id not in redispatched)
     errors = [promised[trip] - driven[trip] for trip in promised if trip in driven]
     return {
         "quotes": {
@@ -293,26 +308,30 @@ def driver_time(
 
     A driver is en route from its accept going through (ACCEPTED) to the
     pick-up (PICKED_UP) and occupied from there to the drop-off (COMPLETED);
-    a cancel or expiry ends either; a state still open at the end of the run
-    counts up to its end. Idle is the rest of `drivers` x `duration_s`.
+    a cancel or expiry ends either, and a driver giving the trip up (GAVE_UP)
+    ends its own drive to the pick-up (the trip's next driver starts another
+    from its accept); a state still open at the end of the run counts up to
+    its end. Idle is the rest of `drivers` x `duration_s`.
 
     Little's law: the time-averaged number of drivers en route equals the
-    rate of accepts times the mean pickup time (of the trips picked up), and
-    the number occupied equals the rate of pick-ups times the mean ride time
-    (of the rides completed). Both sides come from the same log by different
-    roads (states clipped at the end, cancels, rides still under way), so a
-    simulator that loses or mis-stamps events shows it here.
+    rate of accepts times the mean time en route (of the drives that ended
+    within the run: at the pick-up, or at a cancel), and the number occupied
+    equals the rate of pick-ups times the mean ride time (of the rides
+    completed). Both sides come from the same log by different roads (states
+    clipped at the end, rides still under way), so a simulator that loses or
+    mis-stamps events shows it here.
     """
     end = duration_s if duration_s is not None else max((e.t for e in events), default=0.0)
-    driver_of: dict[str | None, int | None] = {}
-    accepted_at: dict[str | None, float] = {}
+    accepts: dict[str | None, list[tuple[float, int | None]]] = {}
+    given_up: dict[tuple[str | None, int | None], list[float]] = {}
     picked_at: dict[str | None, float] = {}
     ended_at: dict[str | None, float] = {}
     completed: set[str | None] = set()
     for event in events:
-        if event.kind == ACCEPTED and event.trip_id not in accepted_at:
-            accepted_at[event.trip_id] = event.t
-            driver_of[event.trip_id] = event.driver
+        if event.kind == ACCEPTED:
+            accepts.setdefault(event.trip_id, []).append((event.t, event.driver))
+        elif event.kind == GAVE_UP:
+            given_up.setdefault((event.trip_id, event.driver), []).append(event.t)
         elif event.kind == PICKED_UP:
             picked_at.setdefault(event.trip_id, event.t)
         elif event.kind in (COMPLETED, CANCELED, EXPIRED):
@@ -320,13 +339,17 @@ def driver_time(
             if event.kind == COMPLETED:
                 completed.add(event.trip_id)
     en_route = occupied = 0.0
-    pickup_s, ride_s = [], []
-    for trip, accepted in accepted_at.items():
+    drive_s, ride_s = [], []
+    for trip, legs in accepts.items():
         picked, ended = picked_at.get(trip), ended_at.get(trip)
-        stop = min(x for x in (picked, ended, end) if x is not None)
-        en_route += max(0.0, min(stop, end) - min(accepted, end))
+        for accepted, driver in sorted(legs, key=lambda leg: leg[0]):
+            gave_up = [t for t in given_up.get((trip, driver), ()) if t >= accepted]
+            stops = [t for t in (picked, ended, *gave_up[:1]) if t is not None and t >= accepted]
+            stop = min(stops, default=end)
+            en_route += max(0.0, min(stop, end) - min(accepted, end))
+            if stops and stop <= end:  # ended within the run, not clipped
+                drive_s.append(stop - accepted)
         if picked is not None:
-            pickup_s.append(picked - accepted)
             ride_end = min(ended if ended is not None else end, end)
             occupied += max(0.0, ride_end - min(picked, end))
             if trip in completed and ended is not None:
@@ -360,7 +383,7 @@ def driver_time(
             "occupied": share(occupied),
         },
         "littles_law": {
-            "en_route": little(en_route, len(accepted_at), pickup_s),
+            "en_route": little(en_route, sum(map(len, accepts.values())), drive_s),
             "occupied": little(occupied, len(picked_at), ride_s),
         },
     }

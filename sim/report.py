@@ -9,6 +9,7 @@ from collections.abc import Callable
 from typing import TextIO
 
 from sim import kpi
+from sim.scenario import SimConfig
 
 TTY_EVERY_S = 1.0
 LOG_EVERY_S = 5.0
@@ -23,6 +24,7 @@ def progress_line(recorder: kpi.Recorder, *, duration_s: float, online: int, wai
         f"requests {kinds.get(kpi.REQUESTED, 0)} ({waiting} waiting) | "
         f"matched {kinds.get(kpi.MATCHED, 0)} expired {kinds.get(kpi.EXPIRED, 0)} "
         f"canceled {kinds.get(kpi.CANCELED, 0)} completed {kinds.get(kpi.COMPLETED, 0)} | "
+        f"no-shows {kinds.get(kpi.NO_SHOW, 0)} re-dispatched {kinds.get(kpi.REDISPATCHED, 0)} | "
         f"offers {kinds.get(kpi.OFFER, 0)} | errors {kinds.get(kpi.ERROR, 0)}"
     )
 
@@ -148,3 +150,65 @@ def format_pricing(kpis: dict) -> str:
     if quotes["failed_by_code"]:
         lines.append(f"quotes refused by code: {quotes['failed_by_code']}")
     return "\n".join(lines)
+
+
+def _stars(side: dict) -> str:
+    mean = side["mean_stars"]
+    return f"{side['count']}" + ("" if mean is None else f", mean {mean:.2f} stars")
+
+
+def format_ride(kpis: dict) -> str:
+    """No-shows, drivers' cancels and re-dispatches, ratings and rides booked
+    ahead (`sim.ride_kpi.compute_ride_kpis`)."""
+    no_shows, cancels = kpis["no_shows"], kpis["driver_cancels"]
+    back, ratings, booked = kpis["redispatches"], kpis["ratings"], kpis["scheduled"]
+    reasons = ", ".join(f"{code} {n}" for code, n in cancels["by_reason"].items())
+    arrival = booked["arrival_vs_time_s"]
+    rows = [
+        ("no-shows", f"{no_shows['count']} of {no_shows['pick_ups_resolved']} pick-ups "
+         f"({_percent(kpis['no_show_rate'])})"),
+        ("drivers' cancels after accepting", f"{cancels['count']}"
+         + (f" ({reasons})" if reasons else "")),
+        ("trips back to dispatch", f"{back['trips']} ({_percent(back['share'])} of matched), "
+         f"{back['count']} returns"),
+        ("  then matched / completed / expired", f"{back['rematched']} / {back['completed']} / "
+         f"{back['expired']}"),
+        ("ratings, rider -> driver", _stars(ratings["rider_to_driver"])),
+        ("ratings, driver -> rider", _stars(ratings["driver_to_rider"])),
+        ("ratings refused", ratings["failed"]),
+        ("rides booked ahead", f"{booked['count']} of {booked['asked']} asked "
+         f"({booked['refused']} refused)"),
+        (f"  on time (<= {booked['on_time_tolerance_s']:g} s late) / late / expired / unserved",
+         f"{booked['on_time']} / {booked['late']} / {booked['expired']} / {booked['unserved']}"
+         + (f" ({booked['late_not_reached']} late: nobody came in time)"
+            if booked["late_not_reached"] else "")),
+        ("  driver there vs booked time, mean / max",
+         f"{_fmt(arrival['mean'])} / {_fmt(arrival['max'], ' s')}"),
+    ]  # fmt: skip
+    width = max(len(label) for label, _ in rows)
+    lines = ["", "The whole ride", "=" * (width + 16)]
+    lines += [f"{label.ljust(width)}  {value}" for label, value in rows]
+    if ratings["failed_by_code"]:
+        lines.append(f"ratings refused by code: {ratings['failed_by_code']}")
+    return "\n".join(lines)
+
+
+def ride_hints(kpis: dict, config: SimConfig) -> list[str]:
+    """What to change when the server's settings kept the ride's knobs from working."""
+    hints = []
+    booked = kpis["scheduled"]
+    if booked["refused"]:
+        hints.append(
+            f"the server refused {booked['refused']} of {booked['asked']} rides booked "
+            f"{config.schedule_ahead_s:g} s ahead: start it with SCHEDULE_MIN_AHEAD_S below "
+            "that and a short SCHEDULE_DISPATCH_LEAD_S (`make demo` does), or run with "
+            "--scheduled-share 0"
+        )
+    if kpis["no_shows"]["too_early"]:
+        hints.append(
+            f"the server's NO_SHOW_WAIT_S is longer than --no-show-wait "
+            f"({config.no_show_wait_s:g} s): {kpis['no_shows']['too_early']} drivers waited "
+            f"on for a no-show; start it with NO_SHOW_WAIT_S={config.no_show_wait_s:g} "
+            "(`make demo` does)"
+        )
+    return hints

@@ -17,9 +17,19 @@ from typing import TypeVar
 import httpx
 
 from sim import kpi
-from sim.agents import DriverAgent, RiderAgent
 from sim.client import Api, Session, SimError, log_in_or_sign_up
-from sim.report import format_pricing, format_report, progress_line, show_progress
+from sim.curb import Curb
+from sim.drivers import DriverAgent
+from sim.report import (
+    format_pricing,
+    format_report,
+    format_ride,
+    progress_line,
+    ride_hints,
+    show_progress,
+)
+from sim.ride_kpi import compute_ride_kpis
+from sim.riders import RiderAgent
 from sim.scenario import Scenario, SimConfig, build_scenario
 
 logger = logging.getLogger(__name__)
@@ -98,10 +108,14 @@ async def run(config: SimConfig, *, json_path: Path | None = None) -> dict:
         "kpis": {
             **kpi.compute_kpis(recorder.events, recorder.counters, drivers=len(scenario.drivers)),
             **kpi.compute_pricing_kpis(recorder.events),
+            **compute_ride_kpis(recorder.events, on_time_tolerance_s=config.on_time_tolerance_s),
         },
     }
     print(format_report(report["kpis"]), flush=True)
     print(format_pricing(report["kpis"]), flush=True)
+    print(format_ride(report["kpis"]), flush=True)
+    for hint in ride_hints(report["kpis"], config):
+        say(hint)
     if json_path is not None:
         write_json(json_path, report)
         say(f"wrote {json_path}")
@@ -140,11 +154,12 @@ async def _log_in(
 
     sessions = await bounded([lambda u=u, g=g: one(u, g) for u, g in accounts], LOG_IN_CONCURRENCY)
     n = len(scenario.drivers)
+    curb = Curb()
     drivers = [
-        DriverAgent(plan, scenario, recorder, s)
+        DriverAgent(plan, scenario, recorder, s, curb)
         for plan, s in zip(scenario.drivers, sessions[:n], strict=True)
     ]
-    riders = [RiderAgent(i, recorder, s) for i, s in enumerate(sessions[n:])]
+    riders = [RiderAgent(i, recorder, s, curb) for i, s in enumerate(sessions[n:])]
     return drivers, riders
 
 
@@ -248,11 +263,7 @@ async def _play(
             requests.add(task)
             task.add_done_callback(requests.discard)
         await asyncio.sleep(max(0.0, config.duration_s - recorder.now()))
-        # Drain: give trips still waiting for a driver a chance to resolve.
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(
-                asyncio.gather(*(rider.settled.wait() for rider in riders)), config.drain_s
-            )
+        await _drain(riders, config.drain_s)
     finally:
         stop_driving.set()
         for task in requests:
@@ -260,6 +271,22 @@ async def _play(
         await asyncio.gather(*driving, *requests, return_exceptions=True)
         stop_progress.set()
         await progress
+
+
+async def _drain(riders: list[RiderAgent], timeout_s: float) -> None:
+    """Give trips still waiting for a driver a chance to resolve: until no
+    rider waits at once (a trip its driver gave up waits again), or for at
+    most `timeout_s`."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    while waiting := [rider for rider in riders if not rider.settled.is_set()]:
+        remaining = deadline - loop.time()
+        if remaining <= 0:
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(
+                asyncio.gather(*(rider.settled.wait() for rider in waiting)), remaining
+            )
 
 
 async def _wind_down(

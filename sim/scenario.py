@@ -1,5 +1,7 @@
 """The seeded scenario: who drives where, who asks for which trip when, and
-what each driver answers to each offer.
+what each driver answers to each offer; who books ahead, who does not come
+out to the car, which drivers give up the trips they accept, and what each
+side rates the other.
 
 Everything here is a pure function of the configuration and the seed, so the
 same seed replays the same city: same agents, positions, request schedule and
@@ -13,6 +15,7 @@ from __future__ import annotations
 import enum
 import random
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from sim.geo import DEFAULT_BBOX, BBox, Point, distance_km, offset
 
@@ -26,6 +29,24 @@ ANSWER_DELAY_S = (0.3, 3.0)
 ANSWER_BEFORE_TIMEOUT = 0.6
 # Riders who give up do so after waiting this long for a driver (s).
 PATIENCE_S = (4.0, 20.0)
+# A rider who comes out to the car reaches it this long after it arrived (s),
+# and always well within the driver's no-show wait.
+WALK_S = (0.2, 1.5)
+WALK_BEFORE_NO_SHOW = 0.5
+# A driver who gives up a trip does so this long after accepting it (s),
+# before the pick-up, with one of these reasons (PROTOCOL.md Part 2).
+GIVE_UP_AFTER_S = (0.5, 2.5)
+GIVE_UP_CODES = ("vehicle_issue", "other")
+# Stars given after a ride, most of them good, and a few tags to go with them.
+STARS_WEIGHTS = {5: 0.6, 4: 0.25, 3: 0.08, 2: 0.04, 1: 0.03}
+TAGS_FOR_DRIVER = {
+    "good": ("clean car", "smooth ride", "friendly", "knows the city"),
+    "poor": ("late", "rough driving", "wrong route"),
+}
+TAGS_FOR_RIDER = {
+    "good": ("polite", "ready on time", "friendly"),
+    "poor": ("kept me waiting", "rude", "messy"),
+}
 # The catalogue's products (PROTOCOL.md Part 2): every car serves the
 # standard one; a large car (capacity >= 6) also serves xl.
 STANDARD, XL = "standard", "xl"
@@ -69,6 +90,16 @@ class SimConfig:
     xl_driver_share: float = 0.3  # drivers whose car also serves xl
     xl_request_share: float = 0.15  # requests that ask for xl
     surge_decline_share: float = 0.5  # riders who walk away from a quote above 1.0x
+    # The whole ride (PROTOCOL.md Part 2). Times are the wall's, as the
+    # server's settings are: NO_SHOW_WAIT_S must not be longer than
+    # no_show_wait_s, nor SCHEDULE_MIN_AHEAD_S than schedule_ahead_s.
+    no_show_share: float = 0.1  # riders who never come out to the car
+    no_show_wait_s: float = 5.0  # how long a driver waits at the pick-up for them
+    driver_cancel_share: float = 0.1  # drivers who give up the trips they accept
+    rating_share: float = 0.8  # completed trips each side rates
+    scheduled_share: float = 0.2  # requests booked ahead (those due within the run)
+    schedule_ahead_s: float = 25.0  # how far ahead they are booked
+    on_time_tolerance_s: float = 5.0  # a driver at the pick-up this late is on time
 
     def __post_init__(self) -> None:
         problems = []
@@ -77,6 +108,7 @@ class SimConfig:
         if self.rate <= 0 or self.duration_s <= 0:
             problems.append("rate and duration must be positive")
         shares = ("xl_driver_share", "xl_request_share", "surge_decline_share")
+        shares += ("no_show_share", "driver_cancel_share", "rating_share", "scheduled_share")
         for name in ("accept_prob", "silent_prob", "cancel_prob", "rest_share", *shares):
             if not 0 <= getattr(self, name) <= 1:
                 problems.append(f"{name} must be within [0, 1]")
@@ -84,6 +116,10 @@ class SimConfig:
             problems.append("accept_prob + silent_prob must not exceed 1")
         if self.speed_kmh <= 0 or self.time_scale <= 0 or self.ping_every_s <= 0:
             problems.append("speed, time scale and ping interval must be positive")
+        if self.no_show_wait_s <= 0 or self.schedule_ahead_s <= 0:
+            problems.append("the no-show wait and the schedule's lead must be positive")
+        if self.on_time_tolerance_s < 0:
+            problems.append("the on-time tolerance must not be negative")
         if problems:
             raise ValueError("; ".join(problems))
 
@@ -93,11 +129,30 @@ class SimConfig:
 
 
 @dataclass(frozen=True)
+class GiveUp:
+    """A driver giving up a trip it accepted: when, and the reason it gives."""
+
+    after_s: float
+    reason_code: str
+
+
+@dataclass(frozen=True)
+class RatingPlan:
+    stars: int
+    tags: tuple[str, ...] = ()
+
+    def body(self) -> dict:
+        """POST /api/trip/<id>/rating/."""
+        return {"stars": self.stars, "tags": list(self.tags)}
+
+
+@dataclass(frozen=True)
 class DriverPlan:
     index: int
     username: str
     start: Point
     products: tuple[str, ...] = (STANDARD,)
+    gives_up: bool = False  # gives up every trip it accepts, before the pick-up
 
     def vehicle(self) -> dict:
         """The body of PUT /api/driver/vehicle/: a car big enough for its products."""
@@ -124,6 +179,10 @@ class RequestPlan:
     patience_s: float | None  # cancel if still unmatched after this long
     product: str = STANDARD
     declines_surge: bool = False  # walks away when the quote's surge is above 1.0
+    no_show: bool = False  # never comes out to the car
+    walk_s: float = 0.5  # reaches the car this long after it arrived
+    scheduled_ahead_s: float | None = None  # booked this far ahead; None: now
+    rating: RatingPlan | None = None  # the rider's rating of the driver, if any
 
     def quote_body(self) -> dict:
         """POST /api/quotes/ for this request's product."""
@@ -141,6 +200,10 @@ class RequestPlan:
         if quote_id is not None:
             body["quote_id"] = quote_id
         return body
+
+    def scheduled_body(self, body: dict, scheduled_for: datetime) -> dict:
+        """A create body booked for `scheduled_for` (timezone-aware)."""
+        return {**body, "scheduled_for": scheduled_for.isoformat()}
 
     def body(self) -> dict:
         return {
@@ -174,6 +237,20 @@ class Scenario:
         high = max(low, min(high, timeout_s * ANSWER_BEFORE_TIMEOUT))
         return Decision(action, round(rng.uniform(low, high), 3))
 
+    def give_up(self, driver_index: int, nth_accept: int) -> GiveUp | None:
+        """When and why driver `driver_index` gives up its `nth_accept`-th
+        accepted trip (0-based); None for a driver who never does."""
+        if not self.drivers[driver_index].gives_up:
+            return None
+        rng = seeded_rng(self.config.seed, "driver", driver_index, "give_up", nth_accept)
+        return GiveUp(round(rng.uniform(*GIVE_UP_AFTER_S), 3), rng.choice(GIVE_UP_CODES))
+
+    def driver_rating(self, driver_index: int, nth_ride: int) -> RatingPlan | None:
+        """Driver `driver_index`'s rating of the rider of its `nth_ride`-th
+        completed ride (0-based); None when it does not rate."""
+        rng = seeded_rng(self.config.seed, "driver", driver_index, "rates", nth_ride)
+        return _rating(rng, self.config.rating_share, TAGS_FOR_RIDER)
+
     def wander_target(self, driver_index: int, nth: int) -> Point:
         """Where an idle driver cruises to next."""
         rng = seeded_rng(self.config.seed, "driver", driver_index, "wander", nth)
@@ -194,7 +271,16 @@ def build_scenario(config: SimConfig) -> Scenario:
     for index in range(config.drivers):
         rng = seeded_rng(config.seed, "driver", index, "start")
         start = bbox.point_at(rng.random(), rng.random())
-        drivers.append(DriverPlan(index, driver_username(index), start, _products(config, index)))
+        gives_up = seeded_rng(config.seed, "driver", index, "gives_up").random()
+        drivers.append(
+            DriverPlan(
+                index,
+                driver_username(index),
+                start,
+                _products(config, index),
+                gives_up=gives_up < config.driver_cancel_share,
+            )
+        )
     riders = [rider_username(index) for index in range(config.riders)]
     return Scenario(config, drivers, riders, list(_request_schedule(config)))
 
@@ -234,9 +320,14 @@ def _request(config: SimConfig, number: int, at_s: float) -> RequestPlan:
     if distance_km(pick_up, drop_off) < 0.1:
         drop_off = bbox.point_at(rng.random(), rng.random())
     patience = rng.uniform(*PATIENCE_S) if rng.random() < config.cancel_prob else None
-    # Their own generators: the product and the price reaction reshuffle nothing above.
+    # Their own generators: the product, the price reaction and the rest of
+    # the ride reshuffle nothing above.
     wants = seeded_rng(config.seed, "request", number, "product")
     surge = seeded_rng(config.seed, "request", number, "surge")
+    ahead = _scheduled_ahead_s(config, number, at_s)
+    walk_high = max(WALK_S[0], min(WALK_S[1], config.no_show_wait_s * WALK_BEFORE_NO_SHOW))
+    walk = seeded_rng(config.seed, "request", number, "walk").uniform(WALK_S[0], walk_high)
+    rates = seeded_rng(config.seed, "request", number, "rates")
     return RequestPlan(
         number=number,
         at_s=at_s,
@@ -245,7 +336,35 @@ def _request(config: SimConfig, number: int, at_s: float) -> RequestPlan:
         pick_up_address=f"{rng.randint(1, 999)} {rng.choice(STREETS)}",
         drop_off_address=f"{rng.randint(1, 999)} {rng.choice(STREETS)}",
         via="rest" if rng.random() < config.rest_share else "ws",
-        patience_s=round(patience, 3) if patience is not None else None,
+        # A booked ride's rider waits for its time, not for a driver.
+        patience_s=round(patience, 3) if patience is not None and ahead is None else None,
         product=XL if wants.random() < config.xl_request_share else STANDARD,
         declines_surge=surge.random() < config.surge_decline_share,
+        no_show=seeded_rng(config.seed, "request", number, "no_show").random()
+        < config.no_show_share,
+        walk_s=round(walk, 3),
+        scheduled_ahead_s=ahead,
+        rating=_rating(rates, config.rating_share, TAGS_FOR_DRIVER),
     )
+
+
+def _scheduled_ahead_s(config: SimConfig, number: int, at_s: float) -> float | None:
+    """A share of the requests that would come due within the run are booked
+    ahead instead: the run then sees them dispatched and served."""
+    if at_s + config.schedule_ahead_s > config.duration_s:
+        return None
+    if seeded_rng(config.seed, "request", number, "scheduled").random() >= config.scheduled_share:
+        return None
+    return config.schedule_ahead_s
+
+
+def _rating(
+    rng: random.Random, share: float, tags: dict[str, tuple[str, ...]]
+) -> RatingPlan | None:
+    """Stars (mostly good) and up to two tags that agree with them; None for
+    a ride left unrated."""
+    if rng.random() >= share:
+        return None
+    stars = rng.choices(list(STARS_WEIGHTS), weights=list(STARS_WEIGHTS.values()))[0]
+    pool = tags["good"] if stars >= 4 else tags["poor"]
+    return RatingPlan(stars, tuple(rng.sample(pool, rng.randint(0, 2))))

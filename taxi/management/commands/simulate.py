@@ -24,7 +24,8 @@ class Command(BaseCommand):
         "Drive a running taxi server with simulated drivers and riders over REST and "
         "WebSockets, then print KPIs (trips matched/expired/canceled, time to match, "
         "offers per trip, acceptance rate, pickup distance; quotes, surge, fares and the "
-        "pick-up ETA's error)."
+        "pick-up ETA's error; no-shows, drivers' cancels and re-dispatches, ratings, and "
+        "rides booked ahead served on time)."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -96,6 +97,38 @@ class Command(BaseCommand):
             "--surge-decline-share", type=float, default=defaults.surge_decline_share,
             help="share of riders who walk away from a quote surged above 1.0x (%(default)s)",
         )  # fmt: skip
+        parser.add_argument(
+            "--no-show-share", type=float, default=defaults.no_show_share,
+            help="share of riders who never come out to the car (%(default)s)",
+        )  # fmt: skip
+        parser.add_argument(
+            "--no-show-wait", type=float, default=defaults.no_show_wait_s,
+            help="seconds a driver waits at the pick-up before canceling for a no-show; the "
+            "server's NO_SHOW_WAIT_S must not be longer (%(default)s)",
+        )  # fmt: skip
+        parser.add_argument(
+            "--driver-cancel-share", type=float, default=defaults.driver_cancel_share,
+            help="share of drivers who give up the trips they accept, before the pick-up "
+            "(%(default)s)",
+        )  # fmt: skip
+        parser.add_argument(
+            "--rating-share", type=float, default=defaults.rating_share,
+            help="share of completed trips each side rates (%(default)s)",
+        )  # fmt: skip
+        parser.add_argument(
+            "--scheduled-share", type=float, default=defaults.scheduled_share,
+            help="share of the requests due within the run booked ahead instead (%(default)s)",
+        )  # fmt: skip
+        parser.add_argument(
+            "--schedule-ahead", type=float, default=defaults.schedule_ahead_s,
+            help="seconds ahead a ride is booked; the server's SCHEDULE_MIN_AHEAD_S must be "
+            "shorter (%(default)s)",
+        )  # fmt: skip
+        parser.add_argument(
+            "--on-time-tolerance", type=float, default=defaults.on_time_tolerance_s,
+            help="seconds after its time a booked ride's driver may reach the pick-up and "
+            "still be on time (%(default)s)",
+        )  # fmt: skip
         parser.add_argument("--json", type=Path, default=None, help="also write the report here")
 
     def handle(self, *args: object, **options: object) -> None:
@@ -119,6 +152,13 @@ class Command(BaseCommand):
                 xl_driver_share=options["xl_driver_share"],
                 xl_request_share=options["xl_request_share"],
                 surge_decline_share=options["surge_decline_share"],
+                no_show_share=options["no_show_share"],
+                no_show_wait_s=options["no_show_wait"],
+                driver_cancel_share=options["driver_cancel_share"],
+                rating_share=options["rating_share"],
+                scheduled_share=options["scheduled_share"],
+                schedule_ahead_s=options["schedule_ahead"],
+                on_time_tolerance_s=options["on_time_tolerance"],
             )
         except ValueError as error:
             raise CommandError(str(error)) from None
