@@ -226,6 +226,19 @@ def queued_tasks(stack: Stack) -> list[tuple[str, list]]:
     return queued
 
 
+def reserved_tasks(stack: Stack) -> list[tuple[str, list]]:
+    """(task name, args) of every message a worker has taken from the queue
+    and not yet acknowledged (kombu's `unacked` hash): a task with a
+    countdown sits there, in its worker, until it runs."""
+    reserved = []
+    with broker(stack) as client:
+        for raw in client.hvals("unacked"):
+            message = json.loads(raw)[0]
+            args = json.loads(base64.b64decode(message["body"]))[0]
+            reserved.append((message["headers"]["task"], args))
+    return reserved
+
+
 def consumers_waiting_on_broker(stack: Stack) -> int:
     """Redis clients blocked in BRPOP: Celery workers waiting for a message
     (the channel layer's BZPOPMIN is another command)."""

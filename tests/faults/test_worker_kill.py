@@ -28,6 +28,9 @@ from tests.faults.processes import (
     add_worker,
     kill_group,
     log_events,
+    queued_tasks,
+    reserved_tasks,
+    wait_until,
     wait_worker_ready,
     web_url,
 )
@@ -36,6 +39,7 @@ from tests.faults.store import (
     offers,
     trip_row,
 )
+from workers.queue import EXPIRE_OFFER
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
@@ -71,7 +75,17 @@ async def test_a_worker_killed_while_an_offer_is_pending_loses_no_trip(fault_sta
         offer = await near_app.live.wait_for("trip.offer", where=offer_of(trip["id"]))
         deadline = datetime.fromisoformat(offer["data"]["expires_at"])
 
-        # and the worker is killed, its pool with it, before the offer's deadline
+        # and the worker is killed, its pool with it, before the offer's
+        # deadline, once it holds the offer's expiry (a task still in the
+        # queue would go to the next worker, and no sweep would be needed)
+        expiry = (EXPIRE_OFFER, [offer["data"]["offer_id"]])
+        await asyncio.to_thread(
+            wait_until,
+            lambda: expiry in reserved_tasks(stack) and expiry not in queued_tasks(stack),
+            within=OFFER_TIMEOUT_S,
+            what="the worker holding the offer's expiry",
+            every=0.02,
+        )
         killed_at = await asyncio.to_thread(kill_group, stack, "worker1")
         assert timezone.now() < deadline, "the kill came after the offer's deadline"
         assert [o["status"] for o in await offers(trip_id=trip["id"])] == ["PENDING"]
