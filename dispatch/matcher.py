@@ -54,6 +54,9 @@ def run_matcher(
     give the lease up on the way out."""
     lease = Lease(keys.matcher_lease(area), ttl_ms=lease_ttl_ms(settings.DISPATCH_BATCH_WINDOW_MS))
     holding = False
+    # Import the policy now rather than in the first window (batch's solver
+    # brings in scipy: a few hundred ms, paid by that window's requests).
+    policies.current()
     logger.info("matcher.started", extra={"area": area, "policy": settings.DISPATCH_POLICY})
     try:
         while not stop.is_set():
