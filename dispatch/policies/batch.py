@@ -5,17 +5,23 @@ each taking the nearest driver in the order they came. Two requests a street
 apart then no longer each take the driver the other one should have had.
 
 The cost is the pickup distance (an ETA estimate can replace it here). Each
-trip considers its K_NEAREST nearest candidates; a pairing that costs more
-than the ceiling is not made, and its trip waits for the next window, when a
-nearer driver may be free. One min-cost bipartite matching (scipy's sparse
-solver) decides, with a dummy "wait" column per trip priced at the ceiling,
-so a full matching always exists and leaving a trip waiting is a choice the
-solver weighs against pairing it further away.
+trip considers its DISPATCH_BATCH_CANDIDATES (k) nearest candidates; a
+pairing that costs more than the ceiling (DISPATCH_BATCH_MAX_PICKUP_KM) is
+not made, and its trip waits for the next window, when a nearer driver may
+be free. One min-cost bipartite matching (scipy's sparse solver) decides,
+with a dummy "wait" column per trip priced at the ceiling, so a full
+matching always exists and leaving a trip waiting is a choice the solver
+weighs against pairing it further away.
 
-Fairness guard: a trip that has already waited FAIR_WINDOWS windows in a row
-goes first. Those trips are matched among themselves before the others, over
-all their candidates and without the ceiling, so no request waits more than
-two windows while an eligible driver is free near it.
+Fairness guard: a trip that has already waited DISPATCH_BATCH_FAIR_WINDOWS
+windows in a row goes first. Those trips are matched among themselves before
+the others, over all their candidates and without the ceiling, so at the
+default (2) no request waits more than two windows while an eligible driver
+is free near it.
+
+The three are settings, read at each window (README, "Configuration"); a
+`Batch` given them explicitly uses those instead (the benchmark's solver
+timing runs without Django's settings).
 """
 
 from __future__ import annotations
@@ -24,15 +30,13 @@ import itertools
 from collections.abc import Iterator, Sequence
 
 import numpy as np
+from django.conf import settings
 from scipy.sparse import csr_matrix
 from scipy.sparse.csgraph import min_weight_full_bipartite_matching
 
 from dispatch.matching import Candidate
 from dispatch.policies import Assignment, Candidates, WaitingTrip
 
-K_NEAREST = 8
-COST_CEILING_KM = 5.0
-FAIR_WINDOWS = 2
 # Added to every edge: the sparse solver sees a zero weight as no edge, and a
 # shift common to every row (each is matched exactly once) changes nothing.
 EDGE_SHIFT = 1e-3
@@ -44,19 +48,37 @@ class Batch:
     def __init__(
         self,
         *,
-        k: int = K_NEAREST,
-        ceiling_km: float = COST_CEILING_KM,
-        fair_windows: int = FAIR_WINDOWS,
+        k: int | None = None,
+        ceiling_km: float | None = None,
+        fair_windows: int | None = None,
     ) -> None:
-        self.k, self.ceiling_km, self.fair_windows = k, ceiling_km, fair_windows
+        """Each knob left None is read from its setting at every window."""
+        self._k, self._ceiling_km, self._fair_windows = k, ceiling_km, fair_windows
+
+    @property
+    def k(self) -> int:
+        return self._k if self._k is not None else settings.DISPATCH_BATCH_CANDIDATES
+
+    @property
+    def ceiling_km(self) -> float:
+        if self._ceiling_km is not None:
+            return self._ceiling_km
+        return settings.DISPATCH_BATCH_MAX_PICKUP_KM
+
+    @property
+    def fair_windows(self) -> int:
+        if self._fair_windows is not None:
+            return self._fair_windows
+        return settings.DISPATCH_BATCH_FAIR_WINDOWS
 
     def assign(self, trips: Sequence[WaitingTrip], candidates: Candidates) -> Iterator[Assignment]:
-        options = {trip.trip_id: list(itertools.islice(candidates(trip), self.k)) for trip in trips}
-        overdue = [t for t in trips if t.waited_windows >= self.fair_windows]
-        rest = [t for t in trips if t.waited_windows < self.fair_windows]
+        k, ceiling_km, fair_windows = self.k, self.ceiling_km, self.fair_windows
+        options = {trip.trip_id: list(itertools.islice(candidates(trip), k)) for trip in trips}
+        overdue = [t for t in trips if t.waited_windows >= fair_windows]
+        rest = [t for t in trips if t.waited_windows < fair_windows]
         first = solve(overdue, options, ceiling_km=None)
         taken = {assignment.candidate.driver_id for assignment in first}
-        second = solve(rest, options, ceiling_km=self.ceiling_km, taken=taken)
+        second = solve(rest, options, ceiling_km=ceiling_km, taken=taken)
         yield from sorted(first, key=_cost)
         yield from sorted(second, key=_cost)
 

@@ -185,6 +185,49 @@ def test_a_large_window_is_solved_to_a_valid_assignment():
     assert len(proposed) == 200
 
 
+def test_the_knobs_are_read_from_the_settings_at_each_window(settings):
+    # Given a trip whose nearest driver is 6 km away and the next 7 km
+    trip = waiting()
+    ranked = {trip.trip_id: [Candidate(1, 6.0), Candidate(2, 7.0)]}
+    policy = Batch()
+
+    # Then at the defaults (5 km) it waits
+    assert list(policy.assign([trip], given(ranked))) == []
+
+    # When the ceiling is raised, the same policy object pairs it
+    settings.DISPATCH_BATCH_MAX_PICKUP_KM = 6.5
+    assert pairs(policy.assign([trip], given(ranked))) == {trip.trip_id: 1}
+
+    # When the guard is one window, a trip that waited one goes at any distance
+    settings.DISPATCH_BATCH_MAX_PICKUP_KM = 1.0
+    settings.DISPATCH_BATCH_FAIR_WINDOWS = 1
+    once = WaitingTrip(trip.trip_id, trip.lat, trip.lng, frozenset(), waited_windows=1)
+    assert pairs(policy.assign([once], given(ranked))) == {trip.trip_id: 1}
+
+
+def test_k_is_read_from_the_settings(settings):
+    settings.DISPATCH_BATCH_CANDIDATES = 2
+    trip, read = waiting(), []
+
+    def candidates(_trip):
+        for n in range(1, 100):
+            read.append(n)
+            yield Candidate(n, n / 10)
+
+    list(batch.policy.assign([trip], candidates))
+
+    assert read == [1, 2]
+
+
+def test_knobs_given_to_the_policy_win_over_the_settings(settings):
+    settings.DISPATCH_BATCH_CANDIDATES = 1
+    settings.DISPATCH_BATCH_MAX_PICKUP_KM = 0.5
+
+    policy = Batch(k=4, ceiling_km=10.0, fair_windows=3)
+
+    assert (policy.k, policy.ceiling_km, policy.fair_windows) == (4, 10.0, 3)
+
+
 def test_the_setting_names_batch(settings):
     settings.DISPATCH_POLICY = "batch"
 

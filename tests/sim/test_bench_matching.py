@@ -5,6 +5,7 @@ matcher's log said."""
 
 import json
 
+from bench import matching
 from bench.dispatch_latency import TripOutcome, summarise
 from bench.matching import matcher_windows, solver_times, static_windows
 from bench.report import format_results
@@ -24,6 +25,13 @@ def test_the_solver_timing_and_the_frozen_windows_run_small():
     assert dense["batch_matched"] == dense["nearest_matched"] == 20
     assert dense["batch_mean_km"] <= dense["nearest_mean_km"] + 1e-3
     assert all(row["batch_matched"] <= 20 for row in frozen)
+
+
+def test_the_solver_is_timed_at_the_settings_defaults(settings):
+    # The benchmark's process has no Django settings: it names the defaults
+    assert matching.BATCH.k == settings.DISPATCH_BATCH_CANDIDATES == 8
+    assert matching.BATCH.ceiling_km == settings.DISPATCH_BATCH_MAX_PICKUP_KM == 5.0
+    assert matching.BATCH.fair_windows == settings.DISPATCH_BATCH_FAIR_WINDOWS == 2
 
 
 def test_the_table_shows_each_policy_side_by_side():
