@@ -4,9 +4,11 @@
 The city: the simulator (`sim/`), with the same seed under each policy, run
 against a fresh stack of its own per policy (web, worker, beat and, for
 `batch`, one matcher), so only the policy differs. Supply is about equal to
-demand: drivers spend most of their time on trips. The solver: the `batch`
-policy's `assign` on synthetic windows of 100, 500 and 1,000 requests, each
-with twice as many drivers around them, timed per window.
+demand: drivers spend most of their time on trips, and every rider takes
+the quote (none walks away from a surge), so both policies see the same
+requests. The solver: the `batch` policy's `assign` on synthetic windows of
+100, 500 and 1,000 requests, each with twice as many drivers around them,
+timed per window.
 
 The window's own cost: request -> `trip.offer` under `batch` with free
 drivers everywhere, so no request waits for supply, only for its window.
@@ -56,6 +58,10 @@ FULL_CITY = SimConfig(
     bbox=CITY,
     seed=14,
     drain_s=20.0,
+    # Every rider takes the quote, surged or not: riders who walk away from a
+    # surge would make demand depend on the policy (surge follows the free
+    # drivers each leaves), and cut it well below supply.
+    surge_decline_share=0.0,
 )
 QUICK_CITY = replace(FULL_CITY, drivers=12, riders=30, rate=0.5, duration_s=30.0, drain_s=10.0)
 # The policy at the settings' defaults (DISPATCH_BATCH_CANDIDATES,
