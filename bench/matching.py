@@ -65,10 +65,10 @@ FULL_CITY = SimConfig(
 )
 QUICK_CITY = replace(FULL_CITY, drivers=12, riders=30, rate=0.5, duration_s=30.0, drain_s=10.0)
 # The policy at the settings' defaults (DISPATCH_BATCH_CANDIDATES,
-# _MAX_PICKUP_KM, _FAIR_WINDOWS), given explicitly: this process runs
-# without Django's settings.
+# _MAX_PICKUP_KM, _FAIR_WINDOWS, DISPATCH_RADII_KM's first ring), given
+# explicitly: this process runs without Django's settings.
 K_NEAREST = 8
-BATCH = Batch(k=K_NEAREST, ceiling_km=5.0, fair_windows=2)
+BATCH = Batch(k=K_NEAREST, ceiling_km=5.0, fair_windows=2, first_ring_km=2.0)
 SOLVER_SIZES = (100, 500, 1000)
 SOLVER_WINDOWS = 40
 DRIVERS_PER_REQUEST = 2

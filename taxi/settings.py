@@ -432,8 +432,9 @@ DISPATCH_BATCH_WINDOW_MS = env_number("DISPATCH_BATCH_WINDOW_MS", 2000, minimum=
 # `batch`'s knobs (dispatch/policies/batch.py): each request weighs its
 # DISPATCH_BATCH_CANDIDATES nearest free drivers; a pickup longer than
 # DISPATCH_BATCH_MAX_PICKUP_KM is not made, the request waits for the next
-# window instead, until it has waited DISPATCH_BATCH_FAIR_WINDOWS windows in a
-# row: then it is matched before the others, over its candidates at any distance.
+# window instead. Once it has waited DISPATCH_BATCH_FAIR_WINDOWS windows in a
+# row it goes before the others to a driver within its first ring
+# (DISPATCH_RADII_KM), and may take one beyond the ceiling that nobody took.
 DISPATCH_BATCH_CANDIDATES = int(env_number("DISPATCH_BATCH_CANDIDATES", 8, minimum=1, integer=True))
 DISPATCH_BATCH_MAX_PICKUP_KM = env_number("DISPATCH_BATCH_MAX_PICKUP_KM", 5.0, minimum=0.1)
 DISPATCH_BATCH_FAIR_WINDOWS = int(

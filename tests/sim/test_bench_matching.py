@@ -32,6 +32,7 @@ def test_the_solver_is_timed_at_the_settings_defaults(settings):
     assert matching.BATCH.k == settings.DISPATCH_BATCH_CANDIDATES == 8
     assert matching.BATCH.ceiling_km == settings.DISPATCH_BATCH_MAX_PICKUP_KM == 5.0
     assert matching.BATCH.fair_windows == settings.DISPATCH_BATCH_FAIR_WINDOWS == 2
+    assert matching.BATCH.first_ring_km == settings.DISPATCH_RADII_KM[0] == 2.0
 
 
 def test_the_table_shows_each_policy_side_by_side():
