@@ -19,7 +19,6 @@ import os
 import secrets
 import shutil
 import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -37,6 +36,7 @@ from bench import (
 from bench.load import Accounts, raise_fd_limit
 from bench.machine import describe
 from bench.report import format_results
+from bench.seed import seed_accounts
 from bench.stack import ROOT, Stack
 from sim.client import Api
 
@@ -163,19 +163,6 @@ def accounts_needed(args: argparse.Namespace) -> tuple[int, int]:
     if "echo" in args.only:
         riders = max(riders, plan["echo_sockets"])
     return drivers, riders
-
-
-def seed_accounts(stack: Stack, drivers: int, riders: int) -> Accounts:
-    path = stack.work_dir / "accounts.json"
-    subprocess.run(  # noqa: S603 - this interpreter, this package
-        [sys.executable, "-m", "bench.seed", "--drivers", str(drivers), "--riders", str(riders),
-         "--out", str(path)],
-        cwd=ROOT, env=stack.base_env, check=True, stdin=subprocess.DEVNULL, timeout=600,
-    )  # fmt: skip
-    try:
-        return Accounts.load(path)
-    finally:
-        path.unlink()
 
 
 def load_average() -> list[float]:

@@ -190,4 +190,45 @@ def _matching(result: dict) -> list[str]:
         f"matching: {city['drivers']} drivers, {city['rate_per_s']} requests/s for "
         f"{city['duration_s']:.0f} s, seed {city['seed']}, window {city['window_ms']} ms"
     )
-    return [title, table(["", *names], rows)]
+    return [title, table(["", *names], rows), *_offer_latency(result.get("offer_latency", []))]
+
+
+OFFER_HEADERS = ["window", "drivers", "trips", "p50", "p95", "p99", "max", "p50 <= window + 30",
+                 "no offer"]  # fmt: skip
+WINDOW_HEADERS = ["window", "windows", "trips/window", "window p50 / p95", "policy p50 / p95",
+                  "window start -> offer reserved p50 / p95"]  # fmt: skip
+
+
+def _offer_latency(results: list[dict]) -> list[str]:
+    """request -> trip.offer under batch with free drivers, per window; what
+    the matcher logged of its windows meanwhile; the server's stages."""
+    if not results:
+        return []
+
+    def pair(values: dict) -> str:
+        return f"{_cell(values['p50'])} / {_cell(values['p95'])}"
+
+    rows, window_rows, stage_rows = [], [], []
+    for r in results:
+        lat, windows = r["latency_ms"], r["windows"]
+        met = None if lat["p50"] is None else ("yes" if lat["p50"] <= r["window_ms"] + 30 else "no")
+        rows.append([r["window_ms"], r["drivers_online"], lat["count"], lat["p50"], lat["p95"],
+                     lat["p99"], lat["max"], met, r["no_offer_within_s"]["count"]])  # fmt: skip
+        window_rows.append([r["window_ms"], windows["count"], windows["trips"]["p50"],
+                            pair(windows["took_ms"]), pair(windows["policy_ms"]),
+                            pair(windows["start_to_offer_ms"])])  # fmt: skip
+        stage_rows += [
+            [r["window_ms"], stage, s["p50"], s["p95"], s["p99"], s["max"]]
+            for stage, s in r["stages_ms"].items()
+        ]
+    return [
+        "",
+        "batch: request -> trip.offer on the driver's socket, drivers free everywhere (ms)",
+        table(OFFER_HEADERS, rows),
+        "",
+        "the matcher's windows meanwhile (its log, ms; the policy's part: candidates and solver)",
+        table(WINDOW_HEADERS, window_rows),
+        "",
+        "where the time went (server timestamps, ms)",
+        table(["window", "stage", "p50", "p95", "p99", "max"], stage_rows),
+    ]

@@ -14,11 +14,34 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import django
 
+from bench.load import Accounts
+from bench.stack import ROOT
+
+if TYPE_CHECKING:
+    from bench.stack import Stack
+
 BATCH = 1000
+
+
+def seed_accounts(stack: Stack, drivers: int, riders: int) -> Accounts:
+    """Run this module against `stack`'s database, as its processes see it."""
+    path = stack.work_dir / "accounts.json"
+    subprocess.run(  # noqa: S603 - this interpreter, this package
+        [sys.executable, "-m", "bench.seed", "--drivers", str(drivers), "--riders", str(riders),
+         "--out", str(path)],
+        cwd=ROOT, env=stack.base_env, check=True, stdin=subprocess.DEVNULL, timeout=600,
+    )  # fmt: skip
+    try:
+        return Accounts.load(path)
+    finally:
+        path.unlink()
 
 
 def main() -> None:

@@ -18,6 +18,12 @@ trips whose pick-up lies in that area (a cell id stored on the trip, indexed
 with status and created); a matcher per area then runs beside the others.
 Drivers near a border are shared, and `offer_open`'s locks already make two
 areas proposing the same driver safe: one offer wins, the other trip waits.
+When one area stops being enough: a window reserves its offers one after
+another (each `offer_open` is a transaction, then its pushes), so its work
+grows with the requests it holds. Once that nears the window, requests wait
+longer than a window; once it nears the lease's PX, a standby takes over in
+mid-window and two matchers work at once (safe, but wasted). BENCHMARKS.md
+("Matching") has the cost per offer measured.
 """
 
 import logging
@@ -54,6 +60,9 @@ def run_matcher(
     give the lease up on the way out."""
     lease = Lease(keys.matcher_lease(area), ttl_ms=lease_ttl_ms(settings.DISPATCH_BATCH_WINDOW_MS))
     holding = False
+    # Import the policy now rather than in the first window (batch's solver
+    # brings in scipy: a few hundred ms, paid by that window's requests).
+    policies.current()
     logger.info("matcher.started", extra={"area": area, "policy": settings.DISPATCH_POLICY})
     try:
         while not stop.is_set():

@@ -435,6 +435,17 @@ if not DISPATCH_POLICY.isidentifier():
 # `batch` gathers the requests of this long and assigns them together (the
 # matcher process, `manage.py run_matcher`).
 DISPATCH_BATCH_WINDOW_MS = env_number("DISPATCH_BATCH_WINDOW_MS", 2000, minimum=10)
+# `batch`'s knobs (dispatch/policies/batch.py): each request weighs its
+# DISPATCH_BATCH_CANDIDATES nearest free drivers; a pickup longer than
+# DISPATCH_BATCH_MAX_PICKUP_KM is not made, the request waits for the next
+# window instead. Once it has waited DISPATCH_BATCH_FAIR_WINDOWS windows in a
+# row it goes before the others to a driver within its first ring
+# (DISPATCH_RADII_KM), and may take one beyond the ceiling that nobody took.
+DISPATCH_BATCH_CANDIDATES = int(env_number("DISPATCH_BATCH_CANDIDATES", 8, minimum=1, integer=True))
+DISPATCH_BATCH_MAX_PICKUP_KM = env_number("DISPATCH_BATCH_MAX_PICKUP_KM", 5.0, minimum=0.1)
+DISPATCH_BATCH_FAIR_WINDOWS = int(
+    env_number("DISPATCH_BATCH_FAIR_WINDOWS", 2, minimum=1, integer=True)
+)
 DRIVER_PRESENCE_TTL_S = env_number("DRIVER_PRESENCE_TTL_S", 30, minimum=1)
 TRIP_STALE_AFTER_S = env_number("TRIP_STALE_AFTER_S", 600, minimum=1)
 # A position implying a faster move than this since the driver's last accepted

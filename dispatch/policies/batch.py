@@ -5,17 +5,30 @@ each taking the nearest driver in the order they came. Two requests a street
 apart then no longer each take the driver the other one should have had.
 
 The cost is the pickup distance (an ETA estimate can replace it here). Each
-trip considers its K_NEAREST nearest candidates; a pairing that costs more
-than the ceiling is not made, and its trip waits for the next window, when a
-nearer driver may be free. One min-cost bipartite matching (scipy's sparse
-solver) decides, with a dummy "wait" column per trip priced at the ceiling,
-so a full matching always exists and leaving a trip waiting is a choice the
-solver weighs against pairing it further away.
+trip considers its DISPATCH_BATCH_CANDIDATES (k) nearest candidates; a
+pairing that costs more than the ceiling (DISPATCH_BATCH_MAX_PICKUP_KM) is
+not made, and its trip waits for the next window, when a nearer driver may
+be free. One min-cost bipartite matching (scipy's sparse solver) decides,
+with a dummy "wait" column per trip priced at the ceiling, so a full
+matching always exists and leaving a trip waiting is a choice the solver
+weighs against pairing it further away.
 
-Fairness guard: a trip that has already waited FAIR_WINDOWS windows in a row
-goes first. Those trips are matched among themselves before the others, over
-all their candidates and without the ceiling, so no request waits more than
-two windows while an eligible driver is free near it.
+Fairness guard (the issue's "a request never waits more than two windows in
+a row while an eligible driver is free within its first ring"): a trip that
+has already waited DISPATCH_BATCH_FAIR_WINDOWS windows in a row is overdue.
+Overdue trips are matched first, among themselves, to the drivers within
+their first search ring (DISPATCH_RADII_KM's first), as many of them as can
+be. Then every trip left competes in the window's assignment under the
+ceiling. Last, an overdue trip still waiting may take a driver beyond the
+ceiling that nobody else in the window took. The guard's priority stops at
+the first ring on purpose: with priority at any distance, in a city where
+most requests wait for supply most of them are overdue, and each freed
+driver went to an overdue trip kilometres away rather than to a request
+beside it (BENCHMARKS.md, "Matching").
+
+The knobs are settings, read at each window (README, "Configuration"); a
+`Batch` given them explicitly uses those instead (the benchmark's solver
+timing runs without Django's settings).
 """
 
 from __future__ import annotations
@@ -24,15 +37,13 @@ import itertools
 from collections.abc import Iterator, Sequence
 
 import numpy as np
+from django.conf import settings
 from scipy.sparse import csr_matrix
 from scipy.sparse.csgraph import min_weight_full_bipartite_matching
 
 from dispatch.matching import Candidate
 from dispatch.policies import Assignment, Candidates, WaitingTrip
 
-K_NEAREST = 8
-COST_CEILING_KM = 5.0
-FAIR_WINDOWS = 2
 # Added to every edge: the sparse solver sees a zero weight as no edge, and a
 # shift common to every row (each is matched exactly once) changes nothing.
 EDGE_SHIFT = 1e-3
@@ -44,21 +55,56 @@ class Batch:
     def __init__(
         self,
         *,
-        k: int = K_NEAREST,
-        ceiling_km: float = COST_CEILING_KM,
-        fair_windows: int = FAIR_WINDOWS,
+        k: int | None = None,
+        ceiling_km: float | None = None,
+        fair_windows: int | None = None,
+        first_ring_km: float | None = None,
     ) -> None:
-        self.k, self.ceiling_km, self.fair_windows = k, ceiling_km, fair_windows
+        """Each knob left None is read from its setting at every window."""
+        self._k, self._ceiling_km, self._fair_windows = k, ceiling_km, fair_windows
+        self._first_ring_km = first_ring_km
+
+    @property
+    def k(self) -> int:
+        return self._k if self._k is not None else settings.DISPATCH_BATCH_CANDIDATES
+
+    @property
+    def ceiling_km(self) -> float:
+        if self._ceiling_km is not None:
+            return self._ceiling_km
+        return settings.DISPATCH_BATCH_MAX_PICKUP_KM
+
+    @property
+    def fair_windows(self) -> int:
+        if self._fair_windows is not None:
+            return self._fair_windows
+        return settings.DISPATCH_BATCH_FAIR_WINDOWS
+
+    @property
+    def first_ring_km(self) -> float:
+        if self._first_ring_km is not None:
+            return self._first_ring_km
+        return settings.DISPATCH_RADII_KM[0]
 
     def assign(self, trips: Sequence[WaitingTrip], candidates: Candidates) -> Iterator[Assignment]:
-        options = {trip.trip_id: list(itertools.islice(candidates(trip), self.k)) for trip in trips}
-        overdue = [t for t in trips if t.waited_windows >= self.fair_windows]
-        rest = [t for t in trips if t.waited_windows < self.fair_windows]
-        first = solve(overdue, options, ceiling_km=None)
-        taken = {assignment.candidate.driver_id for assignment in first}
-        second = solve(rest, options, ceiling_km=self.ceiling_km, taken=taken)
-        yield from sorted(first, key=_cost)
-        yield from sorted(second, key=_cost)
+        k, ceiling_km, fair_windows = self.k, self.ceiling_km, self.fair_windows
+        options = {trip.trip_id: list(itertools.islice(candidates(trip), k)) for trip in trips}
+        overdue = [t for t in trips if t.waited_windows >= fair_windows]
+        # 1. The guard: overdue trips, as many as can be, within their first ring.
+        guarded = solve(overdue, options, max_km=self.first_ring_km)
+        taken = {assignment.candidate.driver_id for assignment in guarded}
+        paired = {assignment.trip_id for assignment in guarded}
+        # 2. Everyone else, under the ceiling: waiting costs as much as the
+        # longest pickup allowed, so a trip waits rather than go beyond it.
+        rest = [t for t in trips if t.trip_id not in paired]
+        assigned = solve(rest, options, max_km=ceiling_km, wait_km=ceiling_km, taken=taken)
+        taken |= {assignment.candidate.driver_id for assignment in assigned}
+        paired |= {assignment.trip_id for assignment in assigned}
+        # 3. Overdue trips still waiting, to drivers nobody took, at any distance.
+        left = [t for t in overdue if t.trip_id not in paired]
+        beyond = solve(left, options, max_km=None, taken=taken)
+        for step in (guarded, assigned, beyond):
+            yield from sorted(step, key=_cost)
 
 
 def _cost(assignment: Assignment) -> float:
@@ -69,20 +115,22 @@ def solve(
     trips: Sequence[WaitingTrip],
     options: dict[object, list[Candidate]],
     *,
-    ceiling_km: float | None,
+    max_km: float | None,
+    wait_km: float | None = None,
     taken: frozenset[int] | set[int] = frozenset(),
 ) -> list[Assignment]:
     """The min-cost assignment of `trips` to their `options` (trip id ->
-    candidates), each driver once, none of `taken`. Pairings above
-    `ceiling_km` are not made (None: no ceiling); a trip left without a
-    driver is not in the answer."""
+    candidates), each driver once, none of `taken`. Pairings above `max_km`
+    are not made (None: no limit). Leaving a trip waiting costs `wait_km`;
+    None: more than any pairing, so as many trips as can be are paired. A
+    trip left waiting is not in the answer."""
     rows, cols, costs = [], [], []
     column_of: dict[int, int] = {}
     for row, trip in enumerate(trips):
         for candidate in options[trip.trip_id]:
             if candidate.driver_id in taken:
                 continue
-            if ceiling_km is not None and candidate.distance_km > ceiling_km:
+            if max_km is not None and candidate.distance_km > max_km:
                 continue
             column = column_of.setdefault(candidate.driver_id, len(column_of))
             rows.append(row)
@@ -91,10 +139,11 @@ def solve(
     if not rows:
         return []
     drivers = len(column_of)
-    # One "wait" column per trip, priced above any pairing the ceiling lets
-    # through (without a ceiling, above every pairing: waiting is the last resort).
-    wait_cost = ceiling_km if ceiling_km is not None else 2 * max(costs) + 1.0
     n = len(trips)
+    # One "wait" column per trip, so a full matching always exists. Without
+    # `wait_km` it costs more than any n pairings together: one trip more
+    # paired always beats a cheaper total.
+    wait_cost = wait_km if wait_km is not None else n * max(costs) + 1.0
     rows_all = np.concatenate([np.asarray(rows), np.arange(n)])
     cols_all = np.concatenate([np.asarray(cols), drivers + np.arange(n)])
     costs_all = np.concatenate([np.asarray(costs, dtype=float), np.full(n, float(wait_cost))])

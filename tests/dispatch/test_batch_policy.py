@@ -161,6 +161,49 @@ def test_fairness_an_overdue_trip_is_not_held_by_the_ceiling():
     assert pairs(proposed) == {overdue.trip_id: 1}
 
 
+def test_fairness_an_overdue_trip_does_not_take_a_driver_beyond_its_first_ring_from_a_nearer_trip():
+    # Given an overdue trip whose only driver is 3 km away (beyond its 2 km
+    # first ring) and a fresh request 0.2 km from that driver
+    overdue, fresh = waiting(waited_windows=5), waiting()
+    ranked = {overdue.trip_id: [Candidate(1, 3.0)], fresh.trip_id: [Candidate(1, 0.2)]}
+
+    proposed = list(Batch(first_ring_km=2.0).assign([overdue, fresh], given(ranked)))
+
+    # Then the guard does not apply: the fresh request gets the driver
+    assert pairs(proposed) == {fresh.trip_id: 1}
+
+
+def test_fairness_the_guard_pairs_as_many_overdue_trips_as_it_can_within_their_first_ring():
+    # Given two overdue trips: A near driver 1 and within reach of driver 2,
+    # B within reach of driver 1 only
+    a, b = waiting(waited_windows=2), waiting(waited_windows=2)
+    ranked = {
+        a.trip_id: [Candidate(1, 0.1), Candidate(2, 1.9)],
+        b.trip_id: [Candidate(1, 1.9)],
+    }
+
+    proposed = list(Batch(first_ring_km=2.0).assign([a, b], given(ranked)))
+
+    # Then both go, though A alone on driver 1 would cost less
+    assert pairs(proposed) == {a.trip_id: 2, b.trip_id: 1}
+
+
+def test_fairness_an_overdue_trip_takes_a_driver_beyond_the_ceiling_only_once_nobody_else_did():
+    # Given an overdue trip whose drivers are 7 km and 8 km away, one of them
+    # 0.5 km from a fresh request
+    overdue, fresh = waiting(waited_windows=2), waiting()
+    ranked = {
+        overdue.trip_id: [Candidate(1, 7.0), Candidate(2, 8.0)],
+        fresh.trip_id: [Candidate(1, 0.5)],
+    }
+
+    proposed = list(Batch(ceiling_km=5.0).assign([overdue, fresh], given(ranked)))
+
+    # Then the fresh request has its driver, and the overdue trip the other one
+    assert pairs(proposed) == {fresh.trip_id: 1, overdue.trip_id: 2}
+    assert proposed[-1].trip_id == overdue.trip_id, "the pairing beyond the ceiling comes last"
+
+
 def test_no_trips_or_no_candidates_propose_nothing():
     lonely = waiting()
 
@@ -183,6 +226,49 @@ def test_a_large_window_is_solved_to_a_valid_assignment():
     assert len({p.trip_id for p in proposed}) == len(proposed)
     assert len({p.candidate.driver_id for p in proposed}) == len(proposed)
     assert len(proposed) == 200
+
+
+def test_the_knobs_are_read_from_the_settings_at_each_window(settings):
+    # Given a trip whose nearest driver is 6 km away and the next 7 km
+    trip = waiting()
+    ranked = {trip.trip_id: [Candidate(1, 6.0), Candidate(2, 7.0)]}
+    policy = Batch()
+
+    # Then at the defaults (5 km) it waits
+    assert list(policy.assign([trip], given(ranked))) == []
+
+    # When the ceiling is raised, the same policy object pairs it
+    settings.DISPATCH_BATCH_MAX_PICKUP_KM = 6.5
+    assert pairs(policy.assign([trip], given(ranked))) == {trip.trip_id: 1}
+
+    # When the guard is one window, a trip that waited one goes at any distance
+    settings.DISPATCH_BATCH_MAX_PICKUP_KM = 1.0
+    settings.DISPATCH_BATCH_FAIR_WINDOWS = 1
+    once = WaitingTrip(trip.trip_id, trip.lat, trip.lng, frozenset(), waited_windows=1)
+    assert pairs(policy.assign([once], given(ranked))) == {trip.trip_id: 1}
+
+
+def test_k_is_read_from_the_settings(settings):
+    settings.DISPATCH_BATCH_CANDIDATES = 2
+    trip, read = waiting(), []
+
+    def candidates(_trip):
+        for n in range(1, 100):
+            read.append(n)
+            yield Candidate(n, n / 10)
+
+    list(batch.policy.assign([trip], candidates))
+
+    assert read == [1, 2]
+
+
+def test_knobs_given_to_the_policy_win_over_the_settings(settings):
+    settings.DISPATCH_BATCH_CANDIDATES = 1
+    settings.DISPATCH_BATCH_MAX_PICKUP_KM = 0.5
+
+    policy = Batch(k=4, ceiling_km=10.0, fair_windows=3)
+
+    assert (policy.k, policy.ceiling_km, policy.fair_windows) == (4, 10.0, 3)
 
 
 def test_the_setting_names_batch(settings):

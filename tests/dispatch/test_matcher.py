@@ -153,6 +153,16 @@ def test_a_driver_beyond_the_ceiling_is_offered_once_the_trip_waited_two_windows
     assert live_offers() == {trip.pk: far.pk}
 
 
+def test_a_raised_ceiling_offers_the_far_driver_in_the_first_window(settings, rider, driver_at):
+    settings.DISPATCH_BATCH_MAX_PICKUP_KM = 8.0
+    far = driver_at(7.0)
+    trip = request_trip(rider)
+
+    trips_offer_window()
+
+    assert live_offers() == {trip.pk: far.pk}
+
+
 def test_concurrent_windows_never_offer_a_trip_twice_or_a_driver_two_trips(make_user):
     # Given more trips than drivers, around the same place
     drivers = [make_user("driver") for _ in range(6)]
