@@ -106,6 +106,20 @@ MISMATCH = {
 }
 
 
+def assert_sent_as(expected, sender, token: str) -> None:
+    """`expected`: the Outcome `send` returns, PushRejected, or the
+    retry-after seconds a TransientPushError carries. No error names the token."""
+    if isinstance(expected, Outcome):
+        assert sender.send(token, notification()) is expected
+        return
+    error = PushRejected if expected is PushRejected else TransientPushError
+    with pytest.raises(error) as raised:
+        sender.send(token, notification())
+    if error is TransientPushError:
+        assert raised.value.retry_after_s == expected
+    assert token not in str(raised.value)
+
+
 @pytest.mark.parametrize(
     ("answer", "expected"),
     [
@@ -124,17 +138,7 @@ def test_fcm_answers(providers, fcm_server, answer, expected):
     fcm_server.answers[token].append(answer)
     sender = sender_for("fcm")
 
-    if isinstance(expected, Outcome):
-        assert sender.send(token, notification()) is expected
-    elif expected is PushRejected:
-        with pytest.raises(PushRejected) as refused:
-            sender.send(token, notification())
-        assert token not in str(refused.value)
-    else:
-        with pytest.raises(TransientPushError) as transient:
-            sender.send(token, notification())
-        assert transient.value.retry_after_s == expected
-        assert token not in str(transient.value)
+    assert_sent_as(expected, sender, token)
 
 
 def test_fcm_unreachable_is_transient(providers, settings):
@@ -223,16 +227,7 @@ def test_apns_answers(providers, apns_server, answer, expected):
     apns_server.answers[token].append(answer)
     sender = sender_for("apns")
 
-    if isinstance(expected, Outcome):
-        assert sender.send(token, notification()) is expected
-    elif expected is PushRejected:
-        with pytest.raises(PushRejected):
-            sender.send(token, notification())
-    else:
-        with pytest.raises(TransientPushError) as transient:
-            sender.send(token, notification())
-        assert transient.value.retry_after_s == expected
-        assert token not in str(transient.value)
+    assert_sent_as(expected, sender, token)
 
 
 # --- Web Push -----------------------------------------------------------------------
@@ -286,15 +281,7 @@ def test_web_push_answers(providers, webpush_server, answer, expected):
     webpush_server.answers["sub-2"].append(answer)
     sender = sender_for("webpush")
 
-    if isinstance(expected, Outcome):
-        assert sender.send(token, notification()) is expected
-    elif expected is PushRejected:
-        with pytest.raises(PushRejected):
-            sender.send(token, notification())
-    else:
-        with pytest.raises(TransientPushError) as transient:
-            sender.send(token, notification())
-        assert transient.value.retry_after_s == expected
+    assert_sent_as(expected, sender, token)
     assert len(webpush_server.received) == 1  # a redirect is not followed
 
 
