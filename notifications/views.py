@@ -51,8 +51,9 @@ class DeviceCreateView(APIView):
             "Registering a token again answers the same device, now the caller's. "
             "Log-out (`POST /api/log_out/`) removes the devices registered with that "
             "log-in or session. The service sends `trip.updated` to a rider with no "
-            "open socket, and `trip.offer` to a driver whose sockets did not "
-            "acknowledge it."
+            "open socket (a change the rider did not make). `trip.offer` to a driver "
+            "whose sockets did not acknowledge it follows once acknowledgements "
+            '(PROTOCOL.md Part 2, "WebSocket, extended") are served.'
         ),
         request=DeviceCreateSerializer,
         responses={201: DeviceSerializer},
