@@ -144,11 +144,16 @@ def format_pricing(kpis: dict) -> str:
         ("pick-up ETA / drive, mean", f"{_fmt(eta['mean_eta'])} / {_fmt(eta['mean_drive'], ' s')}"
          f" over {eta['count']} trips"),
     ]  # fmt: skip
+    return _section("Prices and arrival times", rows, "quotes", quotes["failed_by_code"])
+
+
+def _section(title: str, rows: list, refused: str, refused_by_code: dict) -> str:
+    """A titled block of label/value rows, then what the server refused, by code."""
     width = max(len(label) for label, _ in rows)
-    lines = ["", "Prices and arrival times", "=" * (width + 16)]
+    lines = ["", title, "=" * (width + 16)]
     lines += [f"{label.ljust(width)}  {value}" for label, value in rows]
-    if quotes["failed_by_code"]:
-        lines.append(f"quotes refused by code: {quotes['failed_by_code']}")
+    if refused_by_code:
+        lines.append(f"{refused} refused by code: {refused_by_code}")
     return "\n".join(lines)
 
 
@@ -185,12 +190,7 @@ def format_ride(kpis: dict) -> str:
         ("  driver there vs booked time, mean / max",
          f"{_fmt(arrival['mean'])} / {_fmt(arrival['max'], ' s')}"),
     ]  # fmt: skip
-    width = max(len(label) for label, _ in rows)
-    lines = ["", "The whole ride", "=" * (width + 16)]
-    lines += [f"{label.ljust(width)}  {value}" for label, value in rows]
-    if ratings["failed_by_code"]:
-        lines.append(f"ratings refused by code: {ratings['failed_by_code']}")
-    return "\n".join(lines)
+    return _section("The whole ride", rows, "ratings", ratings["failed_by_code"])
 
 
 def ride_hints(kpis: dict, config: SimConfig) -> list[str]:
